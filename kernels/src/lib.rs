@@ -1,0 +1,1 @@
+//! lcodec-kernels: CPU compute kernels (conv, GEMM, GDN, wavelets) for the learned codecs.

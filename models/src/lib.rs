@@ -1,0 +1,2 @@
+//! lcodec-models: network definitions, weight loading and training for the learned codecs.
+#![forbid(unsafe_code)]
