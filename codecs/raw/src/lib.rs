@@ -83,6 +83,15 @@ pub fn compress(method: Method, level: i32, data: &[u8]) -> Result<Vec<u8>> {
     }
 }
 
+fn method_from_byte(b: u8) -> Option<Method> {
+    match b {
+        0 => Some(Method::Store),
+        1 => Some(Method::Deflate),
+        2 => Some(Method::Zstd),
+        _ => None,
+    }
+}
+
 fn bits_for(n: usize) -> u32 {
     let mut b = 10;
     while b < 27 && (1usize << b) < n {
@@ -139,18 +148,29 @@ impl Codec for RawCodec {
         let chunk = opts.chunk_size.unwrap_or(DEFAULT_CHUNK);
         let meta = lcodec_core::Metadata::new(Kind::Bytes);
         sink.begin(meta, Default::default(), &[method as u8])?;
-        encode_byte_chunks(src, sink, chunk, opts.effective_threads(), &|b| compress(method, level, b))
+        encode_byte_chunks(src, sink, chunk, opts.effective_threads(), &|b| {
+            // Each payload starts with its own method byte, so a chunk that does not
+            // shrink is stored as it is (no expansion beyond one byte, fast decode).
+            let packed = compress(method, level, b)?;
+            let (m, body) = if packed.len() < b.len() { (method, &packed[..]) } else { (Method::Store, b) };
+            let mut out = Vec::with_capacity(body.len() + 1);
+            out.push(m as u8);
+            out.extend_from_slice(body);
+            Ok(out)
+        })
     }
 
     fn decode(&self, header: &Header, src: &mut ChunkSource<'_>, dst: &mut dyn Write, opts: &DecodeOptions) -> Result<()> {
-        let method = match header.params.as_slice() {
-            [0] => Method::Store,
-            [1] => Method::Deflate,
-            [2] => Method::Zstd,
-            p => return Err(Error::malformed(0, format!("raw: codec parameters {p:?} (expected one method byte 0..=2)"))),
-        };
+        if header.params.len() != 1 || method_from_byte(header.params[0]).is_none() {
+            return Err(Error::malformed(
+                header.len,
+                format!("raw: codec parameters {:?} (expected one method byte 0..=2)", header.params),
+            ));
+        }
         decode_byte_chunks(src, dst, opts.effective_threads(), &|c| {
-            decompress(method, &c.payload, c.raw_len as usize).map_err(|e| c.malformed(e))
+            let (&m, body) = c.payload.split_first().ok_or_else(|| c.malformed("raw: empty payload"))?;
+            let method = method_from_byte(m).ok_or_else(|| c.malformed(format!("raw: unknown method byte {m}")))?;
+            decompress(method, body, c.raw_len as usize).map_err(|e| c.malformed(e))
         })
     }
 }
