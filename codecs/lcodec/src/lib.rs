@@ -62,6 +62,12 @@ impl Registry {
         r.register(Box::new(lcodec_tensor::TensorCodec));
         #[cfg(feature = "log")]
         r.register(Box::new(lcodec_log::LogCodec));
+        #[cfg(feature = "lidar")]
+        r.register(Box::new(lcodec_lidar::LidarCodec::new()));
+        #[cfg(feature = "text")]
+        r.register(Box::new(lcodec_text::TextCmCodec::new()));
+        #[cfg(feature = "text")]
+        r.register(Box::new(lcodec_text::llm::TextLlmCodec::new()));
         r
     }
 

@@ -268,7 +268,11 @@ fn encode_tans(data: &[u8], norm: &[u32; 256], out: &mut Vec<u8>) {
         rec.clear();
         let mut x = tans::STATES as u32;
         // Encode this stream's symbols last to first; the decoder reads them forward.
-        let count = if data.len() > j { (data.len() - j).div_ceil(STREAMS) } else { 0 };
+        let count = if data.len() > j {
+            (data.len() - j).div_ceil(STREAMS)
+        } else {
+            0
+        };
         for i in (0..count).rev() {
             let (nx, low, k) = table.step(x, data[j + i * STREAMS]);
             rec.push((low, k));
@@ -377,7 +381,11 @@ enum Body<'a> {
     Raw(&'a [u8]),
     Const(u8),
     Huffman(Box<[u16; TABLE_SIZE]>, [BitReader<'a>; STREAMS]),
-    Tans(Box<[u32; tans::STATES]>, [BitReader<'a>; STREAMS], [u32; STREAMS]),
+    Tans(
+        Box<[u32; tans::STATES]>,
+        [BitReader<'a>; STREAMS],
+        [u32; STREAMS],
+    ),
 }
 
 /// Incremental decoder of one block of `n` symbols, for callers that decode in pieces
@@ -485,7 +493,10 @@ impl<'a> Decoder<'a> {
                 Body::Huffman(_, r) => &r[..],
                 Body::Tans(_, r, states) => {
                     if states.iter().any(|&x| x != 0) {
-                        return Err(DecodeError::new(self.block_len, "tANS streams did not end in the initial state"));
+                        return Err(DecodeError::new(
+                            self.block_len,
+                            "tANS streams did not end in the initial state",
+                        ));
                     }
                     &r[..]
                 }
@@ -493,7 +504,10 @@ impl<'a> Decoder<'a> {
             };
             for (j, r) in readers.iter().enumerate() {
                 if r.overran() {
-                    return Err(DecodeError::new(self.block_len, format!("stream {j} ended before all symbols were decoded")));
+                    return Err(DecodeError::new(
+                        self.block_len,
+                        format!("stream {j} ended before all symbols were decoded"),
+                    ));
                 }
             }
         }
@@ -558,28 +572,41 @@ fn tans_header(data: &[u8]) -> Result<(Body<'_>, usize), DecodeError> {
         _ => return Err(DecodeError::new(1, "truncated tANS block header")),
     };
     if lo > hi {
-        return Err(DecodeError::new(1, format!("symbol range {lo}..={hi} is empty")));
+        return Err(DecodeError::new(
+            1,
+            format!("symbol range {lo}..={hi} is empty"),
+        ));
     }
-    let counts = data.get(3..3 + 2 * (hi - lo + 1)).ok_or_else(|| DecodeError::new(3, "truncated tANS counts"))?;
+    let counts = data
+        .get(3..3 + 2 * (hi - lo + 1))
+        .ok_or_else(|| DecodeError::new(3, "truncated tANS counts"))?;
     let mut norm = [0u32; 256];
     for (i, c) in counts.chunks_exact(2).enumerate() {
         norm[lo + i] = u32::from(u16::from_le_bytes([c[0], c[1]]));
     }
     if !tans::is_valid(&norm) {
-        return Err(DecodeError::new(3, format!("tANS counts do not sum to {}", tans::STATES)));
+        return Err(DecodeError::new(
+            3,
+            format!("tANS counts do not sum to {}", tans::STATES),
+        ));
     }
     let mut at = 3 + counts.len();
     let mut sizes = [0usize; STREAMS];
     for s in sizes.iter_mut() {
-        let b = data.get(at..at + 4).ok_or_else(|| DecodeError::new(at, "truncated stream lengths"))?;
+        let b = data
+            .get(at..at + 4)
+            .ok_or_else(|| DecodeError::new(at, "truncated stream lengths"))?;
         *s = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
         at += 4;
     }
     let mut streams: [&[u8]; STREAMS] = [&[]; STREAMS];
     for (j, st) in streams.iter_mut().enumerate() {
-        *st = data
-            .get(at..at.saturating_add(sizes[j]))
-            .ok_or_else(|| DecodeError::new(at, format!("stream {j} of {} bytes runs past the block", sizes[j])))?;
+        *st = data.get(at..at.saturating_add(sizes[j])).ok_or_else(|| {
+            DecodeError::new(
+                at,
+                format!("stream {j} of {} bytes runs past the block", sizes[j]),
+            )
+        })?;
         at += sizes[j];
     }
     let mut readers = streams.map(BitReader::new);
@@ -750,7 +777,15 @@ mod tests {
         encode(&flat, &mut p);
         assert_eq!(p[0], MODE_HUFFMAN);
         // One symbol at ~90 %: Huffman pays ≥ 1 bit per symbol, tANS does not.
-        let skew: Vec<u8> = (0..50_000).map(|_| if lcg(&mut seed) % 10 == 0 { (lcg(&mut seed) % 5) as u8 } else { 9 }).collect();
+        let skew: Vec<u8> = (0..50_000)
+            .map(|_| {
+                if lcg(&mut seed) % 10 == 0 {
+                    (lcg(&mut seed) % 5) as u8
+                } else {
+                    9
+                }
+            })
+            .collect();
         let mut p = Vec::new();
         let n = encode(&skew, &mut p);
         assert_eq!(p[0], MODE_TANS);
@@ -762,7 +797,15 @@ mod tests {
     fn corrupt_blocks_error_and_never_panic() {
         let mut seed = 3;
         let flat: Vec<u8> = (0..5000).map(|_| (lcg(&mut seed) % 16) as u8).collect();
-        let skew: Vec<u8> = (0..5000).map(|_| if lcg(&mut seed) % 10 == 0 { (lcg(&mut seed) % 5) as u8 } else { 9 }).collect();
+        let skew: Vec<u8> = (0..5000)
+            .map(|_| {
+                if lcg(&mut seed) % 10 == 0 {
+                    (lcg(&mut seed) % 5) as u8
+                } else {
+                    9
+                }
+            })
+            .collect();
         for (data, mode) in [(flat, MODE_HUFFMAN), (skew, MODE_TANS)] {
             corrupt_block_checks(&data, mode, &mut seed);
         }

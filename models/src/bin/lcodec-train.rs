@@ -1,0 +1,473 @@
+//! `lcodec-train`: trains lcodec's learned image model with libtorch and exports weights
+//! for the CPU backend. See `models/TRAINING.md`.
+//!
+//! ```text
+//! lcodec-train image --lambdas 0.0018,0.0035,0.0067,0.013,0.025,0.0483 \
+//!     --data /work/shared/data/images/train --steps 20000 --device cuda --out ckpt/
+//! lcodec-train export --ckpt ckpt/ --out models/weights/mshp-gain.safetensors
+//! ```
+use clap::{Args, Parser, Subcommand};
+use lcodec_models::hyperprior::HyperpriorConfig;
+use lcodec_models::torch::TchHyperprior;
+use rand::{Rng, SeedableRng};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{Device, Kind, Tensor, nn::OptimizerConfig};
+
+#[derive(Parser)]
+#[command(name = "lcodec-train", about = "Train lcodec's learned models (libtorch)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Train the mean-scale hyperprior image model (one network, one gain vector per λ).
+    Image(ImageArgs),
+    /// Export a checkpoint directory to a weights file for the CPU backend.
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+struct ImageArgs {
+    /// Rate-distortion trade-off of a single-quality model (loss = bpp + λ·255²·MSE).
+    #[arg(long, conflicts_with = "lambdas")]
+    lambda: Option<f32>,
+    /// Comma-separated λ list: one model, one quality level per λ (ascending).
+    #[arg(long, value_delimiter = ',')]
+    lambdas: Vec<f32>,
+    /// Folder of training images (searched recursively for .png/.jpg/.jpeg).
+    #[arg(long)]
+    data: PathBuf,
+    /// Total optimisation steps (a resumed run continues to this count).
+    #[arg(long, default_value_t = 10_000)]
+    steps: u64,
+    /// cpu or cuda.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Checkpoint directory to resume from (as written to --out).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Output directory for checkpoints and the log.
+    #[arg(long)]
+    out: PathBuf,
+    /// Batch size.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Square crop side (multiple of 64).
+    #[arg(long, default_value_t = 256)]
+    crop: usize,
+    /// Hidden / z channels.
+    #[arg(long, default_value_t = 128)]
+    n: usize,
+    /// Latent y channels.
+    #[arg(long, default_value_t = 192)]
+    m: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-4)]
+    lr: f64,
+    /// Fraction of --steps after which the learning rate drops 10x.
+    #[arg(long, default_value_t = 0.85)]
+    lr_drop_at: f64,
+    /// Gradient-norm clip.
+    #[arg(long, default_value_t = 1.0)]
+    clip: f64,
+    /// Checkpoint every K steps (and at the end / time limit).
+    #[arg(long, default_value_t = 1000)]
+    ckpt_every: u64,
+    /// Print the training loss every K steps.
+    #[arg(long, default_value_t = 100)]
+    log_every: u64,
+    /// Evaluate on --eval images every K steps (0: only at the end).
+    #[arg(long, default_value_t = 2000)]
+    eval_every: u64,
+    /// Folder of evaluation images (e.g. Kodak); sides are cropped to multiples of 64.
+    #[arg(long)]
+    eval: Option<PathBuf>,
+    /// How many evaluation images to use.
+    #[arg(long, default_value_t = 4)]
+    eval_images: usize,
+    /// Use at most this many training images (0: all).
+    #[arg(long, default_value_t = 0)]
+    max_images: usize,
+    /// Downscale training images by 2 first (removes JPEG artefacts; README advice).
+    #[arg(long)]
+    downscale: bool,
+    /// Stop (with a checkpoint) after this many seconds of wall time (0: no limit). Use
+    /// ~540 inside a 600 s device call.
+    #[arg(long, default_value_t = 0)]
+    time_limit: u64,
+    /// Seed for initialisation and crops.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Store checkpoints as f16 (half the size: fits the device tool's 16 MiB files and
+    /// the 64 MiB carry with the training data).
+    #[arg(long)]
+    ckpt_half: bool,
+    /// Torch intra-op threads on CPU (0: libtorch default).
+    #[arg(long, default_value_t = 0)]
+    threads: i32,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// Checkpoint directory (ckpt-part*.safetensors + state.txt).
+    #[arg(long)]
+    ckpt: PathBuf,
+    /// Weights file to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Store f32 instead of f16.
+    #[arg(long)]
+    f32: bool,
+}
+
+type Res<T> = std::result::Result<T, String>;
+
+fn main() {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Image(a) => train(a),
+        Cmd::Export(a) => export(a),
+    };
+    if let Err(e) = r {
+        eprintln!("lcodec-train: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// An RGB8 image in memory.
+struct Img {
+    w: usize,
+    h: usize,
+    rgb: Vec<u8>,
+}
+
+fn list_images(dir: &Path) -> Res<Vec<PathBuf>> {
+    let mut out = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let rd = std::fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Some(ext) = p.extension().and_then(|s| s.to_str()) {
+                if matches!(ext.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg") {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn load_image(p: &Path, downscale: bool) -> Res<Img> {
+    let im = image::open(p).map_err(|e| format!("{}: {e}", p.display()))?.to_rgb8();
+    let (w, h) = (im.width() as usize, im.height() as usize);
+    let raw = im.into_raw();
+    if !downscale {
+        return Ok(Img { w, h, rgb: raw });
+    }
+    // 2x2 box filter.
+    let (w2, h2) = (w / 2, h / 2);
+    let mut rgb = vec![0u8; w2 * h2 * 3];
+    for y in 0..h2 {
+        for x in 0..w2 {
+            for c in 0..3 {
+                let s: u32 = [(0, 0), (0, 1), (1, 0), (1, 1)]
+                    .iter()
+                    .map(|(dy, dx)| u32::from(raw[((2 * y + dy) * w + 2 * x + dx) * 3 + c]))
+                    .sum();
+                rgb[(y * w2 + x) * 3 + c] = ((s + 2) / 4) as u8;
+            }
+        }
+    }
+    Ok(Img { w: w2, h: h2, rgb })
+}
+
+/// `[B, 3, crop, crop]` float batch of random crops with random flips.
+fn batch(imgs: &[Img], b: usize, crop: usize, rng: &mut rand_chacha::ChaCha8Rng) -> Tensor {
+    let mut buf = vec![0f32; b * 3 * crop * crop];
+    for i in 0..b {
+        let im = loop {
+            let im = &imgs[rng.random_range(0..imgs.len())];
+            if im.w >= crop && im.h >= crop {
+                break im;
+            }
+        };
+        let x0 = rng.random_range(0..=im.w - crop);
+        let y0 = rng.random_range(0..=im.h - crop);
+        let (fx, fy) = (rng.random_bool(0.5), rng.random_bool(0.5));
+        for y in 0..crop {
+            let sy = if fy { y0 + crop - 1 - y } else { y0 + y };
+            for x in 0..crop {
+                let sx = if fx { x0 + crop - 1 - x } else { x0 + x };
+                let p = (sy * im.w + sx) * 3;
+                for c in 0..3 {
+                    buf[((i * 3 + c) * crop + y) * crop + x] = f32::from(im.rgb[p + c]) / 255.0;
+                }
+            }
+        }
+    }
+    Tensor::from_slice(&buf).view([b as i64, 3, crop as i64, crop as i64])
+}
+
+fn image_tensor(im: &Img) -> Tensor {
+    let (w, h) = (im.w / 64 * 64, im.h / 64 * 64);
+    let mut buf = vec![0f32; 3 * w * h];
+    for y in 0..h {
+        for x in 0..w {
+            for c in 0..3 {
+                buf[(c * h + y) * w + x] = f32::from(im.rgb[(y * im.w + x) * 3 + c]) / 255.0;
+            }
+        }
+    }
+    Tensor::from_slice(&buf).view([1, 3, h as i64, w as i64])
+}
+
+fn parse_device(s: &str) -> Res<Device> {
+    match s {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => {
+            if tch::Cuda::is_available() {
+                Ok(Device::Cuda(0))
+            } else {
+                Err("--device cuda: CUDA is not available to libtorch (is this the `cuda` build? see TRAINING.md)".into())
+            }
+        }
+        other => Err(format!("--device {other}: expected cpu or cuda")),
+    }
+}
+
+fn write_state(dir: &Path, step: u64, cfg: &HyperpriorConfig) -> Res<()> {
+    let l: Vec<String> = cfg.lambdas.iter().map(|v| v.to_string()).collect();
+    let s = format!("step={step}\nn={}\nm={}\nlambdas={}\n", cfg.n, cfg.m, l.join(","));
+    std::fs::write(dir.join("state.txt"), s).map_err(|e| format!("state.txt: {e}"))
+}
+
+fn read_state(dir: &Path) -> Res<(u64, HyperpriorConfig)> {
+    let s = std::fs::read_to_string(dir.join("state.txt")).map_err(|e| format!("{}/state.txt: {e}", dir.display()))?;
+    let mut step = 0;
+    let mut cfg = HyperpriorConfig { n: 0, m: 0, lambdas: vec![] };
+    for line in s.lines() {
+        let (k, v) = line.split_once('=').unwrap_or((line, ""));
+        let bad = || format!("state.txt: bad line `{line}`");
+        match k {
+            "step" => step = v.parse().map_err(|_| bad())?,
+            "n" => cfg.n = v.parse().map_err(|_| bad())?,
+            "m" => cfg.m = v.parse().map_err(|_| bad())?,
+            "lambdas" => {
+                cfg.lambdas = v.split(',').map(str::parse).collect::<Result<_, _>>().map_err(|_| bad())?;
+            }
+            _ => {}
+        }
+    }
+    Ok((step, cfg))
+}
+
+/// Part size for checkpoints: the device tool returns files of at most 16 MiB.
+const CKPT_PART_BYTES: usize = 15 << 20;
+
+fn save(model: &TchHyperprior, out: &Path, step: u64, half: bool, log: &mut dyn Write) -> Res<()> {
+    model.save_checkpoint(out, CKPT_PART_BYTES, half).map_err(|e| e.to_string())?;
+    write_state(out, step, &model.cfg)?;
+    let _ = writeln!(log, "checkpoint step={step} -> {}", out.display());
+    Ok(())
+}
+
+fn evaluate(model: &TchHyperprior, imgs: &[Img], log: &mut dyn Write, step: u64) {
+    let dev = model.device();
+    for q in 0..model.cfg.levels() {
+        let (mut bpp, mut psnr) = (0.0, 0.0);
+        for im in imgs {
+            let x = image_tensor(im).to_device(dev);
+            let qt = Tensor::from_slice(&[q as i64]).to_device(dev);
+            let f = tch::no_grad(|| model.forward(&x, &qt, false));
+            bpp += f.bpp.double_value(&[0]);
+            let mse = tch::no_grad(|| (f.x_hat.clamp(0.0, 1.0) - &x).square().mean(Kind::Float)).double_value(&[]);
+            psnr += 10.0 * (1.0 / mse.max(1e-12)).log10();
+        }
+        let k = imgs.len().max(1) as f64;
+        let _ = writeln!(
+            log,
+            "eval step={step} q={q} lambda={} bpp_est={:.4} psnr={:.3}",
+            model.cfg.lambdas[q],
+            bpp / k,
+            psnr / k
+        );
+    }
+}
+
+struct Tee(std::fs::File);
+impl Write for Tee {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        std::io::stdout().write_all(b)?;
+        self.0.write_all(b)?;
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stdout().flush()?;
+        self.0.flush()
+    }
+}
+
+fn train(a: ImageArgs) -> Res<()> {
+    let t0 = Instant::now();
+    if a.crop % 64 != 0 || a.crop == 0 || a.batch == 0 {
+        return Err("--crop must be a positive multiple of 64 and --batch > 0".into());
+    }
+    let dev = parse_device(&a.device)?;
+    if a.threads > 0 {
+        tch::set_num_threads(a.threads);
+    }
+    std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
+    let logf = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(a.out.join("train.log"))
+        .map_err(|e| format!("train.log: {e}"))?;
+    let mut log = Tee(logf);
+    let mut lambdas = a.lambdas.clone();
+    if let Some(l) = a.lambda {
+        lambdas = vec![l];
+    }
+    if lambdas.is_empty() {
+        return Err("give --lambda or --lambdas".into());
+    }
+    let mut cfg = HyperpriorConfig { n: a.n, m: a.m, lambdas };
+    let mut step0 = 0;
+    if let Some(r) = &a.resume {
+        let (s, c) = read_state(r)?;
+        step0 = s;
+        cfg = c;
+    }
+    tch::manual_seed(a.seed as i64);
+    if dev != Device::Cpu {
+        tch::Cuda::manual_seed_all(a.seed);
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
+    let mut model = TchHyperprior::new(cfg.clone(), dev).map_err(|e| e.to_string())?;
+    if let Some(r) = &a.resume {
+        model.load_checkpoint(r).map_err(|e| e.to_string())?;
+    }
+    let nparams: i64 = model.vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+    let _ = writeln!(
+        log,
+        "lcodec-train image: N={} M={} lambdas={:?} params={nparams} device={:?} batch={} crop={} lr={} steps {}..{} (cuda available: {})",
+        cfg.n, cfg.m, cfg.lambdas, dev, a.batch, a.crop, a.lr, step0, a.steps, tch::Cuda::is_available()
+    );
+    let mut paths = list_images(&a.data)?;
+    if a.max_images > 0 {
+        paths.truncate(a.max_images);
+    }
+    let imgs: Vec<Img> = paths
+        .iter()
+        .filter_map(|p| match load_image(p, a.downscale) {
+            Ok(i) if i.w >= a.crop && i.h >= a.crop => Some(i),
+            Ok(_) => None,
+            Err(e) => {
+                eprintln!("skipping {e}");
+                None
+            }
+        })
+        .collect();
+    if imgs.is_empty() {
+        return Err(format!("no usable training images (>= {0}x{0}) under {1}", a.crop, a.data.display()));
+    }
+    let eval_imgs: Vec<Img> = match &a.eval {
+        Some(d) => list_images(d)?
+            .iter()
+            .take(a.eval_images)
+            .filter_map(|p| load_image(p, false).ok())
+            .filter(|i| i.w >= 64 && i.h >= 64)
+            .collect(),
+        None => vec![],
+    };
+    let _ = writeln!(log, "data: {} training images, {} eval images, loaded in {:.1}s", imgs.len(), eval_imgs.len(), t0.elapsed().as_secs_f64());
+    let mut opt = tch::nn::Adam::default().build(&model.vs, a.lr).map_err(|e| e.to_string())?;
+    // The crop stream depends on the seed and the start step, so a resumed run does not
+    // replay the same crops.
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed ^ step0.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let q_levels = cfg.levels();
+    let lam = Tensor::from_slice(&cfg.lambdas).to_device(dev);
+    let (mut acc_loss, mut acc_bpp, mut acc_mse, mut acc_n) = (0.0, 0.0, 0.0, 0u64);
+    let mut t_log = Instant::now();
+    let mut step = step0;
+    let mut last_saved = u64::MAX;
+    let drop_step = (a.steps as f64 * a.lr_drop_at) as u64;
+    while step < a.steps {
+        if a.time_limit > 0 && t0.elapsed().as_secs() >= a.time_limit {
+            let _ = writeln!(log, "time limit reached at step {step}");
+            break;
+        }
+        let lr = if step >= drop_step { a.lr * 0.1 } else { a.lr };
+        opt.set_lr(lr);
+        let x = batch(&imgs, a.batch, a.crop, &mut rng).to_device(dev);
+        let qs: Vec<i64> = (0..a.batch).map(|i| ((step as usize * a.batch + i) % q_levels) as i64).collect();
+        let q = Tensor::from_slice(&qs).to_device(dev);
+        let f = model.forward(&x, &q, true);
+        let lq = lam.index_select(0, &q);
+        let loss = (&f.bpp + lq * (255.0f64 * 255.0) * &f.mse).mean(Kind::Float);
+        opt.zero_grad();
+        loss.backward();
+        opt.clip_grad_norm(a.clip);
+        opt.step();
+        step += 1;
+        let lv = loss.double_value(&[]);
+        if !lv.is_finite() {
+            return Err(format!("loss became {lv} at step {step}; lower --lr or resume from the last checkpoint"));
+        }
+        acc_loss += lv;
+        acc_bpp += f.bpp.mean(Kind::Float).double_value(&[]);
+        acc_mse += f.mse.mean(Kind::Float).double_value(&[]);
+        acc_n += 1;
+        if step % a.log_every == 0 || step == a.steps {
+            let k = acc_n as f64;
+            let el = t_log.elapsed().as_secs_f64();
+            let _ = writeln!(
+                log,
+                "step={step} loss={:.4} bpp={:.4} mse={:.6} psnr={:.2} lr={lr:.2e} {:.2} steps/s",
+                acc_loss / k,
+                acc_bpp / k,
+                acc_mse / k,
+                10.0 * (1.0 / (acc_mse / k).max(1e-12)).log10(),
+                k / el.max(1e-9)
+            );
+            (acc_loss, acc_bpp, acc_mse, acc_n) = (0.0, 0.0, 0.0, 0);
+            t_log = Instant::now();
+        }
+        if step % a.ckpt_every == 0 {
+            save(&model, &a.out, step, a.ckpt_half, &mut log)?;
+            last_saved = step;
+        }
+        if a.eval_every > 0 && step % a.eval_every == 0 && !eval_imgs.is_empty() {
+            evaluate(&model, &eval_imgs, &mut log, step);
+        }
+    }
+    if last_saved != step {
+        save(&model, &a.out, step, a.ckpt_half, &mut log)?;
+    }
+    if !eval_imgs.is_empty() {
+        evaluate(&model, &eval_imgs, &mut log, step);
+    }
+    let _ = writeln!(log, "done: step {step}, {:.1}s", t0.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn export(a: ExportArgs) -> Res<()> {
+    let (step, cfg) = read_state(&a.ckpt)?;
+    let mut model = TchHyperprior::new(cfg, Device::Cpu).map_err(|e| e.to_string())?;
+    model.load_checkpoint(&a.ckpt).map_err(|e| e.to_string())?;
+    let bytes = model.export(!a.f32).map_err(|e| e.to_string())?;
+    // Check that the CPU backend accepts the file before writing it.
+    lcodec_models::hyperprior::MeanScaleHyperprior::from_bytes(&bytes).map_err(|e| format!("exported file does not load: {e}"))?;
+    std::fs::write(&a.out, &bytes).map_err(|e| format!("{}: {e}", a.out.display()))?;
+    let h = lcodec_models::weights::weights_hash(&bytes);
+    let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
+    println!("exported step {step} -> {} ({} bytes, xxh3-128 {hex})", a.out.display(), bytes.len());
+    Ok(())
+}

@@ -1,0 +1,477 @@
+//! Mean-scale hyperprior image model (Minnen, Ballé, Toderici, "Joint Autoregressive and
+//! Hierarchical Priors for Learned Image Compression", NeurIPS 2018, the "Mean & Scale
+//! Hyperprior" variant without the serial autoregressive context), with per-quality
+//! channel gains (Cui et al., "Asymmetric Gained Deep Image Compression With Continuous
+//! Rate Adaptation", CVPR 2021) so one network serves every quality level.
+//!
+//! Pure-Rust CPU backend on `lcodec-kernels`. Layer layout (names are the safetensors keys,
+//! shared with the tch backend):
+//!
+//! | module | layers |
+//! |---|---|
+//! | `g_a` | conv 5x5/2 (3→N), GDN, conv 5x5/2 (N→N), GDN, conv 5x5/2 (N→N), GDN, conv 5x5/2 (N→M) |
+//! | `h_a` | conv 3x3/1 (M→N), LeakyReLU, conv 5x5/2 (N→N), LeakyReLU, conv 5x5/2 (N→N) |
+//! | `h_s` | deconv 5x5/2 (N→M), LeakyReLU, deconv 5x5/2 (M→3M/2), LeakyReLU, conv 3x3/1 (3M/2→2M) |
+//! | `g_s` | deconv 5x5/2 (M→N), IGDN, deconv (N→N), IGDN, deconv (N→N), IGDN, deconv (N→3) |
+//!
+//! `h_s` output channels `0..M` are the scales, `M..2M` the means of `y` (CompressAI's
+//! `chunk(2, 1)` order). `y = g_a(x) * gain[q]`, `x̂ = g_s(ŷ * inv_gain[q])`.
+//! The hyper-synthesis runs in [`Mode::Deterministic`] so encoder and decoder compute the
+//! same means and scales on any machine; the other transforms use the fast path.
+
+use crate::weights::WeightFile;
+use lcodec_core::{Error, Result};
+use lcodec_kernels::{Conv2dParams, ConvTranspose2dParams, Mode, conv_transpose2d, conv2d, gdn, leaky_relu_inplace};
+use ndarray::{Array2, Array3, Array4, ArrayView3, Axis, s};
+use std::collections::HashMap;
+
+/// Architecture id stored in the weights metadata (`lcodec.arch`).
+pub const ARCH: &str = "mshp-gain-v1";
+/// Spatial down-sampling factor of `y` (4 stride-2 layers).
+pub const Y_STRIDE: usize = 16;
+/// Spatial down-sampling factor of `z`; image sides must be multiples of this.
+pub const Z_STRIDE: usize = 64;
+/// Slope of every LeakyReLU (PyTorch's default).
+pub const LEAKY_SLOPE: f32 = 0.01;
+/// Lower bound applied to predicted scales (CompressAI's `scale_bound`).
+pub const SCALE_BOUND: f32 = 0.11;
+
+/// Sizes of the network.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HyperpriorConfig {
+    /// Channels of the hidden layers and of `z`.
+    pub n: usize,
+    /// Channels of the latent `y`.
+    pub m: usize,
+    /// The λ of each quality level (ascending: level 0 is the lowest rate).
+    pub lambdas: Vec<f32>,
+}
+
+impl HyperpriorConfig {
+    /// Number of quality levels (rows of the gain tables).
+    pub fn levels(&self) -> usize {
+        self.lambdas.len()
+    }
+
+    /// Checks the sizes: `n, m >= 2`, `m` even, 1..=64 levels.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] describing the bad value.
+    pub fn validate(&self) -> Result<()> {
+        if self.n < 2 || self.n > 1024 || self.m < 2 || self.m > 1024 || self.m % 2 != 0 {
+            return Err(Error::InvalidArgument(format!("bad sizes N={} M={} (2..=1024, M even)", self.n, self.m)));
+        }
+        if self.lambdas.is_empty() || self.lambdas.len() > 64 {
+            return Err(Error::InvalidArgument(format!("{} quality levels (expected 1..=64)", self.lambdas.len())));
+        }
+        Ok(())
+    }
+
+    /// The metadata entries describing this config.
+    pub fn to_metadata(&self) -> HashMap<String, String> {
+        let mut m = HashMap::new();
+        m.insert("lcodec.arch".into(), ARCH.into());
+        m.insert("lcodec.n".into(), self.n.to_string());
+        m.insert("lcodec.m".into(), self.m.to_string());
+        let l: Vec<String> = self.lambdas.iter().map(|v| v.to_string()).collect();
+        m.insert("lcodec.lambdas".into(), l.join(","));
+        m
+    }
+
+    /// Reads the config from a weights file's metadata.
+    ///
+    /// # Errors
+    /// [`Error::Codec`] when keys are missing or the architecture is not [`ARCH`].
+    pub fn from_weights(w: &WeightFile<'_>) -> Result<Self> {
+        let arch = w.meta("lcodec.arch")?;
+        if arch != ARCH {
+            return Err(Error::Unsupported(format!("model architecture `{arch}` (this build knows `{ARCH}`)")));
+        }
+        let lambdas = w
+            .meta("lcodec.lambdas")?
+            .split(',')
+            .map(|s| s.trim().parse::<f32>())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|_| Error::codec("weights", "metadata lcodec.lambdas does not parse"))?;
+        let c = Self { n: w.meta_parse("lcodec.n")?, m: w.meta_parse("lcodec.m")?, lambdas };
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+/// One convolution layer (plain or transposed).
+#[derive(Clone, Debug)]
+pub struct ConvLayer {
+    /// Weights in PyTorch layout.
+    pub weight: Array4<f32>,
+    /// Bias, one per output channel.
+    pub bias: Vec<f32>,
+    /// Stride.
+    pub stride: usize,
+    /// Padding.
+    pub padding: usize,
+    /// `Some(output_padding)` for a transposed convolution.
+    pub transposed: Option<usize>,
+}
+
+impl ConvLayer {
+    fn load(w: &WeightFile<'_>, name: &str, cin: usize, cout: usize, k: usize, stride: usize, transposed: bool) -> Result<Self> {
+        let shape = if transposed { [cin, cout, k, k] } else { [cout, cin, k, k] };
+        Ok(Self {
+            weight: w.array4(&format!("{name}.weight"), shape)?,
+            bias: w.f32(&format!("{name}.bias"), &[cout])?,
+            stride,
+            padding: k / 2,
+            transposed: transposed.then_some(stride - 1),
+        })
+    }
+
+    /// Applies the layer.
+    pub fn forward(&self, x: ArrayView3<'_, f32>, mode: Mode) -> Array3<f32> {
+        match self.transposed {
+            Some(op) => conv_transpose2d(
+                x,
+                self.weight.view(),
+                Some(&self.bias),
+                ConvTranspose2dParams { stride: self.stride, padding: self.padding, output_padding: op },
+                mode,
+            ),
+            None => conv2d(x, self.weight.view(), Some(&self.bias), Conv2dParams { stride: self.stride, padding: self.padding }, mode),
+        }
+    }
+
+    /// Input channel count.
+    pub fn in_channels(&self) -> usize {
+        if self.transposed.is_some() { self.weight.dim().0 } else { self.weight.dim().1 }
+    }
+}
+
+/// GDN / IGDN layer with effective (non-negative) parameters.
+#[derive(Clone, Debug)]
+pub struct GdnLayer {
+    /// `beta[C]`.
+    pub beta: Vec<f32>,
+    /// `gamma[C, C]`.
+    pub gamma: Array2<f32>,
+    /// IGDN when true.
+    pub inverse: bool,
+}
+
+impl GdnLayer {
+    fn load(w: &WeightFile<'_>, name: &str, c: usize, inverse: bool) -> Result<Self> {
+        Ok(Self { beta: w.f32(&format!("{name}.beta"), &[c])?, gamma: w.array2(&format!("{name}.gamma"), [c, c])?, inverse })
+    }
+}
+
+/// The integer tables of the factorized prior of `z`: for channel `c`, symbol `k` stands
+/// for the value `offset[c] + k`, with frequency `freqs[c][k]` (> 0; they sum to
+/// `1 << 16`). Quantized at export, so decoding never evaluates floats.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FactorizedTables {
+    /// Value of symbol 0, per channel.
+    pub offsets: Vec<i32>,
+    /// Frequencies per channel.
+    pub freqs: Vec<Vec<u32>>,
+}
+
+/// Total of each channel's frequencies in [`FactorizedTables`].
+pub const Z_TABLE_TOTAL: u32 = 1 << 16;
+
+impl FactorizedTables {
+    fn load(w: &WeightFile<'_>, n: usize) -> Result<Self> {
+        let offsets_raw = w.i64("prior_z.offset", &[n])?;
+        let lens = w.i64("prior_z.len", &[n])?;
+        let lmax = lens.iter().copied().max().unwrap_or(0);
+        if !(1..=4096).contains(&lmax) {
+            return Err(Error::codec("weights", format!("prior_z table length {lmax} out of 1..=4096")));
+        }
+        let flat = w.u32("prior_z.freq", &[n, lmax as usize])?;
+        let mut offsets = Vec::with_capacity(n);
+        let mut freqs = Vec::with_capacity(n);
+        for c in 0..n {
+            let len = lens[c];
+            if len < 1 {
+                return Err(Error::codec("weights", format!("prior_z channel {c}: empty table")));
+            }
+            let f = flat[c * lmax as usize..c * lmax as usize + len as usize].to_vec();
+            let total: u64 = f.iter().map(|&v| u64::from(v)).sum();
+            if total != u64::from(Z_TABLE_TOTAL) || f.contains(&0) {
+                return Err(Error::codec("weights", format!("prior_z channel {c}: frequencies sum to {total} or contain 0")));
+            }
+            let off = i32::try_from(offsets_raw[c]).map_err(|_| Error::codec("weights", "prior_z offset out of range"))?;
+            offsets.push(off);
+            freqs.push(f);
+        }
+        Ok(Self { offsets, freqs })
+    }
+}
+
+/// The CPU mean-scale hyperprior network.
+#[derive(Clone, Debug)]
+pub struct MeanScaleHyperprior {
+    config: HyperpriorConfig,
+    g_a: Vec<ConvLayer>,
+    g_a_gdn: Vec<GdnLayer>,
+    h_a: Vec<ConvLayer>,
+    h_s: Vec<ConvLayer>,
+    g_s: Vec<ConvLayer>,
+    g_s_gdn: Vec<GdnLayer>,
+    gain: Array2<f32>,
+    inv_gain: Array2<f32>,
+    z_tables: FactorizedTables,
+    hash: [u8; 16],
+}
+
+impl MeanScaleHyperprior {
+    /// Loads a weights file (as written by the training command's export).
+    ///
+    /// # Errors
+    /// [`Error::Codec`] / [`Error::Unsupported`] when the file is not a valid weights file
+    /// of this architecture (missing tensors, wrong shapes, bad tables).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let w = WeightFile::parse(bytes)?;
+        let cfg = HyperpriorConfig::from_weights(&w)?;
+        let (n, m, q) = (cfg.n, cfg.m, cfg.levels());
+        let m32 = m * 3 / 2;
+        let g_a = vec![
+            ConvLayer::load(&w, "g_a.0", 3, n, 5, 2, false)?,
+            ConvLayer::load(&w, "g_a.2", n, n, 5, 2, false)?,
+            ConvLayer::load(&w, "g_a.4", n, n, 5, 2, false)?,
+            ConvLayer::load(&w, "g_a.6", n, m, 5, 2, false)?,
+        ];
+        let g_a_gdn = vec![
+            GdnLayer::load(&w, "g_a.1", n, false)?,
+            GdnLayer::load(&w, "g_a.3", n, false)?,
+            GdnLayer::load(&w, "g_a.5", n, false)?,
+        ];
+        let h_a = vec![
+            ConvLayer::load(&w, "h_a.0", m, n, 3, 1, false)?,
+            ConvLayer::load(&w, "h_a.2", n, n, 5, 2, false)?,
+            ConvLayer::load(&w, "h_a.4", n, n, 5, 2, false)?,
+        ];
+        let h_s = vec![
+            ConvLayer::load(&w, "h_s.0", n, m, 5, 2, true)?,
+            ConvLayer::load(&w, "h_s.2", m, m32, 5, 2, true)?,
+            ConvLayer::load(&w, "h_s.4", m32, 2 * m, 3, 1, false)?,
+        ];
+        let g_s = vec![
+            ConvLayer::load(&w, "g_s.0", m, n, 5, 2, true)?,
+            ConvLayer::load(&w, "g_s.2", n, n, 5, 2, true)?,
+            ConvLayer::load(&w, "g_s.4", n, n, 5, 2, true)?,
+            ConvLayer::load(&w, "g_s.6", n, 3, 5, 2, true)?,
+        ];
+        let g_s_gdn = vec![
+            GdnLayer::load(&w, "g_s.1", n, true)?,
+            GdnLayer::load(&w, "g_s.3", n, true)?,
+            GdnLayer::load(&w, "g_s.5", n, true)?,
+        ];
+        let gain = w.array2("gain.y", [q, m])?;
+        let inv_gain = w.array2("gain.y_inv", [q, m])?;
+        let z_tables = FactorizedTables::load(&w, n)?;
+        Ok(Self {
+            config: cfg,
+            g_a,
+            g_a_gdn,
+            h_a,
+            h_s,
+            g_s,
+            g_s_gdn,
+            gain,
+            inv_gain,
+            z_tables,
+            hash: crate::weights::weights_hash(bytes),
+        })
+    }
+
+    /// The network sizes and quality levels.
+    pub fn config(&self) -> &HyperpriorConfig {
+        &self.config
+    }
+
+    /// XXH3-128 of the weights file this model was loaded from.
+    pub fn weights_hash(&self) -> [u8; 16] {
+        self.hash
+    }
+
+    /// The integer tables of the factorized prior of `z`.
+    pub fn z_tables(&self) -> &FactorizedTables {
+        &self.z_tables
+    }
+
+    fn check_quality(&self, quality: usize) -> Result<()> {
+        if quality >= self.config.levels() {
+            return Err(Error::InvalidArgument(format!("quality level {quality} (model has {})", self.config.levels())));
+        }
+        Ok(())
+    }
+
+    /// Analysis transform: `y = g_a(x) * gain[quality]` for `x: [3, H, W]` in `[0, 1]`
+    /// (H, W multiples of [`Y_STRIDE`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad quality index or input shape.
+    pub fn analysis(&self, x: ArrayView3<'_, f32>, quality: usize) -> Result<Array3<f32>> {
+        self.check_quality(quality)?;
+        let (c, h, w) = x.dim();
+        if c != 3 || h == 0 || w == 0 || h % Y_STRIDE != 0 || w % Y_STRIDE != 0 {
+            return Err(Error::InvalidArgument(format!("analysis input {c}x{h}x{w} (need 3 x multiples of {Y_STRIDE})")));
+        }
+        let mut a = self.g_a[0].forward(x, Mode::Fast);
+        for i in 0..3 {
+            let g = &self.g_a_gdn[i];
+            a = gdn(a.view(), &g.beta, g.gamma.view(), false, Mode::Fast);
+            a = self.g_a[i + 1].forward(a.view(), Mode::Fast);
+        }
+        scale_channels(&mut a, self.gain.row(quality).as_slice().unwrap_or(&[]));
+        Ok(a)
+    }
+
+    /// Hyper-analysis: `z = h_a(y)`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a wrong channel count or size.
+    pub fn hyper_analysis(&self, y: ArrayView3<'_, f32>) -> Result<Array3<f32>> {
+        let (c, h, w) = y.dim();
+        if c != self.config.m || h % 4 != 0 || w % 4 != 0 || h == 0 || w == 0 {
+            return Err(Error::InvalidArgument(format!("hyper-analysis input {c}x{h}x{w}")));
+        }
+        let mut a = self.h_a[0].forward(y, Mode::Fast);
+        leaky_relu_inplace(a.view_mut(), LEAKY_SLOPE);
+        a = self.h_a[1].forward(a.view(), Mode::Fast);
+        leaky_relu_inplace(a.view_mut(), LEAKY_SLOPE);
+        Ok(self.h_a[2].forward(a.view(), Mode::Fast))
+    }
+
+    /// Deterministic hyper-synthesis: `(means, scales)` of `y` from the quantized `ẑ`
+    /// (integers stored as f32). Same bits on every machine and thread count. Scales are
+    /// returned as computed (not yet bounded by [`SCALE_BOUND`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a wrong channel count.
+    pub fn hyper_synthesis(&self, z_hat: ArrayView3<'_, f32>) -> Result<(Array3<f32>, Array3<f32>)> {
+        let (c, h, w) = z_hat.dim();
+        if c != self.config.n || h == 0 || w == 0 {
+            return Err(Error::InvalidArgument(format!("hyper-synthesis input {c}x{h}x{w}")));
+        }
+        let d = Mode::Deterministic;
+        let mut a = self.h_s[0].forward(z_hat, d);
+        leaky_relu_inplace(a.view_mut(), LEAKY_SLOPE);
+        a = self.h_s[1].forward(a.view(), d);
+        leaky_relu_inplace(a.view_mut(), LEAKY_SLOPE);
+        let p = self.h_s[2].forward(a.view(), d);
+        let m = self.config.m;
+        let scales = p.slice(s![0..m, .., ..]).to_owned();
+        let means = p.slice(s![m..2 * m, .., ..]).to_owned();
+        Ok((means, scales))
+    }
+
+    /// Synthesis: `x̂ = g_s(ŷ * inv_gain[quality])`, not clamped.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad quality index or channel count.
+    pub fn synthesis(&self, y_hat: ArrayView3<'_, f32>, quality: usize) -> Result<Array3<f32>> {
+        self.check_quality(quality)?;
+        if y_hat.dim().0 != self.config.m {
+            return Err(Error::InvalidArgument(format!("synthesis input has {} channels", y_hat.dim().0)));
+        }
+        let mut a = y_hat.to_owned();
+        scale_channels(&mut a, self.inv_gain.row(quality).as_slice().unwrap_or(&[]));
+        for i in 0..3 {
+            a = self.g_s[i].forward(a.view(), Mode::Fast);
+            let g = &self.g_s_gdn[i];
+            a = gdn(a.view(), &g.beta, g.gamma.view(), true, Mode::Fast);
+        }
+        Ok(self.g_s[3].forward(a.view(), Mode::Fast))
+    }
+}
+
+/// Multiplies channel `c` by `g[c]` (no-op when `g` is empty).
+fn scale_channels(a: &mut Array3<f32>, g: &[f32]) {
+    if g.is_empty() {
+        return;
+    }
+    for (mut plane, &gv) in a.axis_iter_mut(Axis(0)).zip(g) {
+        plane.mapv_inplace(|v| v * gv);
+    }
+}
+
+/// A complete weights file with random initialisation (PyTorch's default uniform
+/// `±1/sqrt(fan_in)` for convolutions, GDN `beta = 1`, `gamma = 0.1 I`, unit gains and a
+/// discretised Laplace-like prior for `z`). For tests and for exercising the codec
+/// pipeline before trained weights exist; the output is a pure function of `seed`.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for an invalid config.
+pub fn random_weights(cfg: &HyperpriorConfig, seed: u64) -> Result<Vec<u8>> {
+    use crate::weights::{OutTensor, write_safetensors};
+    use rand::{Rng, SeedableRng};
+    cfg.validate()?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let (n, m, q) = (cfg.n, cfg.m, cfg.levels());
+    let m32 = m * 3 / 2;
+    let mut t: Vec<(String, OutTensor)> = Vec::new();
+    let mut conv = |t: &mut Vec<(String, OutTensor)>, name: &str, cin: usize, cout: usize, k: usize, transposed: bool| {
+        let fan_in = (if transposed { cout } else { cin } * k * k) as f32;
+        let b = 1.0 / fan_in.sqrt();
+        let shape = if transposed { vec![cin, cout, k, k] } else { vec![cout, cin, k, k] };
+        let w: Vec<f32> = (0..cin * cout * k * k).map(|_| rng.random_range(-b..b)).collect();
+        let bias: Vec<f32> = (0..cout).map(|_| rng.random_range(-b..b)).collect();
+        t.push((format!("{name}.weight"), OutTensor::F32(shape, w)));
+        t.push((format!("{name}.bias"), OutTensor::F32(vec![cout], bias)));
+    };
+    conv(&mut t, "g_a.0", 3, n, 5, false);
+    conv(&mut t, "g_a.2", n, n, 5, false);
+    conv(&mut t, "g_a.4", n, n, 5, false);
+    conv(&mut t, "g_a.6", n, m, 5, false);
+    conv(&mut t, "h_a.0", m, n, 3, false);
+    conv(&mut t, "h_a.2", n, n, 5, false);
+    conv(&mut t, "h_a.4", n, n, 5, false);
+    conv(&mut t, "h_s.0", n, m, 5, true);
+    conv(&mut t, "h_s.2", m, m32, 5, true);
+    conv(&mut t, "h_s.4", m32, 2 * m, 3, false);
+    conv(&mut t, "g_s.0", m, n, 5, true);
+    conv(&mut t, "g_s.2", n, n, 5, true);
+    conv(&mut t, "g_s.4", n, n, 5, true);
+    conv(&mut t, "g_s.6", n, 3, 5, true);
+    for name in ["g_a.1", "g_a.3", "g_a.5", "g_s.1", "g_s.3", "g_s.5"] {
+        let gamma: Vec<f32> = (0..n * n).map(|i| if i / n == i % n { 0.1 } else { 0.0 }).collect();
+        t.push((format!("{name}.beta"), OutTensor::F32(vec![n], vec![1.0; n])));
+        t.push((format!("{name}.gamma"), OutTensor::F32(vec![n, n], gamma)));
+    }
+    t.push(("gain.y".into(), OutTensor::F32(vec![q, m], vec![1.0; q * m])));
+    t.push(("gain.y_inv".into(), OutTensor::F32(vec![q, m], vec![1.0; q * m])));
+    // z prior: symbols -16..=16 with weights 2^(12 - |k|/2) + 1, normalised to 1 << 16.
+    let raw: Vec<u64> = (-16i32..=16).map(|k| (1u64 << (12 - (k.unsigned_abs() / 2))) + 1).collect();
+    let freqs = normalize_freqs(&raw, Z_TABLE_TOTAL);
+    let len = freqs.len();
+    let mut flat = Vec::with_capacity(n * len);
+    for _ in 0..n {
+        flat.extend(freqs.iter().map(|&f| f as i32));
+    }
+    t.push(("prior_z.freq".into(), OutTensor::I32(vec![n, len], flat)));
+    t.push(("prior_z.offset".into(), OutTensor::I32(vec![n], vec![-16; n])));
+    t.push(("prior_z.len".into(), OutTensor::I32(vec![n], vec![len as i32; n])));
+    write_safetensors(&t, cfg.to_metadata())
+}
+
+/// Integer normalisation of positive weights to frequencies `>= 1` summing to `total`
+/// (largest-remainder free, prefix-sum flooring; pure integer arithmetic).
+///
+/// # Panics
+/// If `w` is empty or longer than `total`.
+pub fn normalize_freqs(w: &[u64], total: u32) -> Vec<u32> {
+    assert!(!w.is_empty() && w.len() <= total as usize);
+    let n = w.len() as u64;
+    let spare = u64::from(total) - n;
+    let sum: u128 = w.iter().map(|&v| u128::from(v.max(1))).sum();
+    let mut out = Vec::with_capacity(w.len());
+    let mut cum: u128 = 0;
+    let mut prev: u64 = 0;
+    for &v in w {
+        cum += u128::from(v.max(1));
+        let q = (cum * u128::from(spare) / sum) as u64;
+        out.push((q - prev + 1) as u32);
+        prev = q;
+    }
+    out
+}

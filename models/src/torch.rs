@@ -1,0 +1,552 @@
+//! The mean-scale hyperprior in `tch` (libtorch): training forward pass with additive-noise
+//! / straight-through quantization, rate estimates, checkpoints and export to the weights
+//! file the CPU backend ([`crate::hyperprior::MeanScaleHyperprior`]) loads.
+//!
+//! Variable names match the CPU backend's safetensors keys (`g_a.0.weight`, ...), except
+//! that GDN layers hold reparametrised `beta_p` / `gamma_p` (effective `beta = beta_p² +
+//! 1e-6`, `gamma = gamma_p²`), and the factorized prior of `z` holds its density MLP
+//! (Ballé et al. 2018, appendix 6.1) which the export turns into integer tables.
+
+use crate::hyperprior::{HyperpriorConfig, SCALE_BOUND, Z_TABLE_TOTAL, normalize_freqs};
+use crate::weights::{OutTensor, write_safetensors};
+use lcodec_core::{Error, Result};
+use std::collections::HashMap;
+use std::path::Path;
+use tch::nn::{self, Module};
+use tch::{Device, Kind, Tensor};
+
+fn terr(e: tch::TchError) -> Error {
+    Error::codec("torch", e.to_string())
+}
+
+/// GDN layer with non-negative reparametrisation.
+#[derive(Debug)]
+struct Gdn {
+    beta_p: Tensor,
+    gamma_p: Tensor,
+    inverse: bool,
+    c: i64,
+}
+
+/// Offset keeping `beta` away from zero.
+const BETA_EPS: f64 = 1e-6;
+
+impl Gdn {
+    fn new(p: &nn::Path<'_>, c: i64, inverse: bool) -> Self {
+        let beta_p = p.var_copy("beta_p", &Tensor::ones([c], (Kind::Float, Device::Cpu)));
+        // Small non-zero off-diagonal so Adam can move them (d(p²)/dp = 0 at p = 0).
+        let g = Tensor::eye(c, (Kind::Float, Device::Cpu)) * (0.1f64.sqrt() - 2f64.powi(-18)) + 2f64.powi(-18);
+        let gamma_p = p.var_copy("gamma_p", &g);
+        Self { beta_p, gamma_p, inverse, c }
+    }
+    fn beta(&self) -> Tensor {
+        self.beta_p.square() + BETA_EPS
+    }
+    fn gamma(&self) -> Tensor {
+        self.gamma_p.square()
+    }
+}
+
+impl Module for Gdn {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let g = self.gamma().view([self.c, self.c, 1, 1]);
+        let norm = x.square().conv2d(&g, Some(&self.beta()), [1, 1], [0, 0], [1, 1], 1);
+        if self.inverse { x * norm.sqrt() } else { x * norm.rsqrt() }
+    }
+}
+
+#[derive(Debug)]
+enum Block {
+    Conv(nn::Conv2D),
+    Deconv(nn::ConvTranspose2D),
+    Gdn(Gdn),
+    LeakyRelu,
+}
+
+impl Block {
+    fn conv(p: &nn::Path<'_>, idx: usize, cin: i64, cout: i64, k: i64, stride: i64) -> Self {
+        let cfg = nn::ConvConfig { stride, padding: k / 2, ..Default::default() };
+        Block::Conv(nn::conv2d(p / idx.to_string(), cin, cout, k, cfg))
+    }
+    fn deconv(p: &nn::Path<'_>, idx: usize, cin: i64, cout: i64, k: i64, stride: i64) -> Self {
+        let cfg = nn::ConvTransposeConfig { stride, padding: k / 2, output_padding: stride - 1, ..Default::default() };
+        Block::Deconv(nn::conv_transpose2d(p / idx.to_string(), cin, cout, k, cfg))
+    }
+    fn forward(&self, x: &Tensor) -> Tensor {
+        match self {
+            Block::Conv(c) => c.forward(x),
+            Block::Deconv(c) => c.forward(x),
+            Block::Gdn(g) => g.forward(x),
+            Block::LeakyRelu => x.leaky_relu(),
+        }
+    }
+}
+
+fn run(blocks: &[Block], x: &Tensor) -> Tensor {
+    let mut a = blocks[0].forward(x);
+    for b in &blocks[1..] {
+        a = b.forward(&a);
+    }
+    a
+}
+
+/// Learned factorized density of `z` (one univariate CDF per channel), Ballé et al.,
+/// "Variational image compression with a scale hyperprior", ICLR 2018, appendix 6.1, with
+/// CompressAI's filters (3, 3, 3, 3) and init scale 10.
+#[derive(Debug)]
+struct Factorized {
+    matrices: Vec<Tensor>,
+    biases: Vec<Tensor>,
+    factors: Vec<Tensor>,
+    c: i64,
+}
+
+impl Factorized {
+    fn new(p: &nn::Path<'_>, c: i64) -> Self {
+        let filters = [1i64, 3, 3, 3, 3, 1];
+        let scale = 10f64.powf(1.0 / (filters.len() - 1) as f64);
+        let (mut matrices, mut biases, mut factors) = (vec![], vec![], vec![]);
+        for i in 0..filters.len() - 1 {
+            let init = (1.0 / scale / filters[i + 1] as f64).exp_m1().ln();
+            let m = Tensor::full([c, filters[i + 1], filters[i]], init, (Kind::Float, Device::Cpu));
+            matrices.push(p.var_copy(&format!("matrix{i}"), &m));
+            let b = Tensor::rand([c, filters[i + 1], 1], (Kind::Float, Device::Cpu)) - 0.5;
+            biases.push(p.var_copy(&format!("bias{i}"), &b));
+            if i < filters.len() - 2 {
+                let f = Tensor::zeros([c, filters[i + 1], 1], (Kind::Float, Device::Cpu));
+                factors.push(p.var_copy(&format!("factor{i}"), &f));
+            }
+        }
+        Self { matrices, biases, factors, c }
+    }
+
+    /// Logits of the cumulative for `x: [C, 1, n]`.
+    fn logits_cumulative(&self, x: &Tensor) -> Tensor {
+        let mut l = x.shallow_clone();
+        for i in 0..self.matrices.len() {
+            l = self.matrices[i].softplus().matmul(&l) + &self.biases[i];
+            if i < self.factors.len() {
+                l = &l + self.factors[i].tanh() * l.tanh();
+            }
+        }
+        l
+    }
+
+    /// Likelihood of each (integer or noisy) value of `z: [B, C, H, W]`.
+    fn likelihood(&self, z: &Tensor) -> Tensor {
+        let sz = z.size();
+        let v = z.permute([1, 0, 2, 3]).reshape([self.c, 1, -1]);
+        let lower = self.logits_cumulative(&(&v - 0.5));
+        let upper = self.logits_cumulative(&(&v + 0.5));
+        // Evaluate in the tail where the sigmoid is accurate (sign trick).
+        let sign = -(&lower + &upper).sign().detach();
+        let lik = ((&sign * &upper).sigmoid() - (&sign * &lower).sigmoid()).abs();
+        lik.reshape([sz[1], sz[0], sz[2], sz[3]]).permute([1, 0, 2, 3]).clamp_min(1e-9)
+    }
+}
+
+/// Straight-through rounding: forward `round(x)`, gradient 1.
+fn round_ste(x: &Tensor) -> Tensor {
+    x + (x.round() - x).detach()
+}
+
+/// Likelihood of `v = y - mean` under a Gaussian of `scale` integrated over `[v-½, v+½]`.
+fn gaussian_likelihood(v: &Tensor, scale: &Tensor) -> Tensor {
+    let a = v.abs();
+    let s = scale;
+    let c = -std::f64::consts::FRAC_1_SQRT_2;
+    let up: Tensor = (-&a + 0.5) / s * c;
+    let lo: Tensor = (-&a - 0.5) / s * c;
+    let upper = up.erfc() * 0.5;
+    let lower = lo.erfc() * 0.5;
+    (upper - lower).clamp_min(1e-9)
+}
+
+/// Lower-bounds the scale with a straight-through gradient (CompressAI's `LowerBound`
+/// passes the gradient where it pushes the value up; this passes it both ways, which is
+/// harmless since the bounded value is used).
+fn bound_scale(s: &Tensor) -> Tensor {
+    let a = s.abs();
+    &a + (a.clamp_min(f64::from(SCALE_BOUND)) - &a).detach()
+}
+
+/// Outputs of one forward pass.
+pub struct Forward {
+    /// Reconstruction `[B, 3, H, W]` (unclamped).
+    pub x_hat: Tensor,
+    /// Estimated bits per pixel per sample `[B]`.
+    pub bpp: Tensor,
+    /// Mean squared error per sample `[B]` (pixel range `[0, 1]`).
+    pub mse: Tensor,
+}
+
+/// The mean-scale hyperprior with gains, in tch.
+pub struct TchHyperprior {
+    /// All trainable variables (names as in the CPU weights, see the module doc).
+    pub vs: nn::VarStore,
+    /// Sizes and quality levels.
+    pub cfg: HyperpriorConfig,
+    g_a: Vec<Block>,
+    h_a: Vec<Block>,
+    h_s: Vec<Block>,
+    g_s: Vec<Block>,
+    gain: Tensor,
+    inv_gain: Tensor,
+    prior: Factorized,
+}
+
+impl TchHyperprior {
+    /// Builds a freshly initialised network on `device` (initialisation uses torch's RNG:
+    /// call `tch::manual_seed` first for reproducibility).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad config.
+    pub fn new(cfg: HyperpriorConfig, device: Device) -> Result<Self> {
+        cfg.validate()?;
+        // Build on the CPU (so var_copy initialisers live there), then move.
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let (n, m) = (cfg.n as i64, cfg.m as i64);
+        let m32 = m * 3 / 2;
+        let root = vs.root();
+        let ga = &root / "g_a";
+        let g_a = vec![
+            Block::conv(&ga, 0, 3, n, 5, 2),
+            Block::Gdn(Gdn::new(&(&ga / "1"), n, false)),
+            Block::conv(&ga, 2, n, n, 5, 2),
+            Block::Gdn(Gdn::new(&(&ga / "3"), n, false)),
+            Block::conv(&ga, 4, n, n, 5, 2),
+            Block::Gdn(Gdn::new(&(&ga / "5"), n, false)),
+            Block::conv(&ga, 6, n, m, 5, 2),
+        ];
+        let ha = &root / "h_a";
+        let h_a = vec![
+            Block::conv(&ha, 0, m, n, 3, 1),
+            Block::LeakyRelu,
+            Block::conv(&ha, 2, n, n, 5, 2),
+            Block::LeakyRelu,
+            Block::conv(&ha, 4, n, n, 5, 2),
+        ];
+        let hs = &root / "h_s";
+        let h_s = vec![
+            Block::deconv(&hs, 0, n, m, 5, 2),
+            Block::LeakyRelu,
+            Block::deconv(&hs, 2, m, m32, 5, 2),
+            Block::LeakyRelu,
+            Block::conv(&hs, 4, m32, 2 * m, 3, 1),
+        ];
+        let gs = &root / "g_s";
+        let g_s = vec![
+            Block::deconv(&gs, 0, m, n, 5, 2),
+            Block::Gdn(Gdn::new(&(&gs / "1"), n, true)),
+            Block::deconv(&gs, 2, n, n, 5, 2),
+            Block::Gdn(Gdn::new(&(&gs / "3"), n, true)),
+            Block::deconv(&gs, 4, n, n, 5, 2),
+            Block::Gdn(Gdn::new(&(&gs / "5"), n, true)),
+            Block::deconv(&gs, 6, n, 3, 5, 2),
+        ];
+        // Initial gains: sqrt(λ_q / λ_mid), so quality levels start apart (finer
+        // quantisation for larger λ); inverse gains start at the reciprocal.
+        let q = cfg.levels();
+        let lmid = cfg.lambdas[q / 2].max(1e-9);
+        let g0: Vec<f32> = cfg.lambdas.iter().map(|l| (l / lmid).max(1e-6).sqrt()).collect();
+        let gt = Tensor::from_slice(&g0).view([q as i64, 1]).repeat([1, m]);
+        let gp = &root / "gain";
+        let gain = gp.var_copy("y", &gt);
+        let inv_gain = gp.var_copy("y_inv", &gt.reciprocal());
+        let prior = Factorized::new(&(&root / "prior_z"), n);
+        drop(root);
+        vs.set_device(device);
+        Ok(Self { vs, cfg, g_a, h_a, h_s, g_s, gain, inv_gain, prior })
+    }
+
+    /// The device the variables live on.
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    fn gains(&self, q: &Tensor) -> (Tensor, Tensor) {
+        let m = self.cfg.m as i64;
+        let g = self.gain.index_select(0, q).view([-1, m, 1, 1]);
+        let gi = self.inv_gain.index_select(0, q).view([-1, m, 1, 1]);
+        (g, gi)
+    }
+
+    /// `y = g_a(x) * gain[q]` for `x: [B, 3, H, W]`, `q: [B]` (int64).
+    pub fn analysis(&self, x: &Tensor, q: &Tensor) -> Tensor {
+        run(&self.g_a, x) * self.gains(q).0
+    }
+
+    /// `z = h_a(y)`.
+    pub fn hyper_analysis(&self, y: &Tensor) -> Tensor {
+        run(&self.h_a, y)
+    }
+
+    /// `(means, scales)` from `ẑ` (scales unbounded, as the CPU backend returns them).
+    pub fn hyper_synthesis(&self, z_hat: &Tensor) -> (Tensor, Tensor) {
+        let p = run(&self.h_s, z_hat);
+        let m = self.cfg.m as i64;
+        (p.narrow(1, m, m), p.narrow(1, 0, m))
+    }
+
+    /// `x̂ = g_s(ŷ * inv_gain[q])`.
+    pub fn synthesis(&self, y_hat: &Tensor, q: &Tensor) -> Tensor {
+        run(&self.g_s, &(y_hat * self.gains(q).1))
+    }
+
+    /// Training forward pass: additive uniform noise for the rate terms, straight-through
+    /// rounding for what the decoder sees (`ẑ` into `h_s`, `ŷ = ⌊y - μ⌉ + μ` into `g_s`).
+    /// With `train = false` every quantisation is a true rounding (evaluation).
+    pub fn forward(&self, x: &Tensor, q: &Tensor, train: bool) -> Forward {
+        let y = self.analysis(x, q);
+        let z = self.hyper_analysis(&y);
+        let (z_rate, z_dec) = if train {
+            (&z + (z.rand_like() - 0.5), round_ste(&z))
+        } else {
+            let r = z.round();
+            (r.shallow_clone(), r)
+        };
+        let z_lik = self.prior.likelihood(&z_rate);
+        let (means, scales) = self.hyper_synthesis(&z_dec);
+        let scales = bound_scale(&scales);
+        let y_res = &y - &means;
+        let y_rate_res = if train { &y_res + (y_res.rand_like() - 0.5) } else { y_res.round() };
+        let y_lik = gaussian_likelihood(&y_rate_res, &scales);
+        let y_hat = if train { round_ste(&y_res) + &means } else { y_res.round() + &means };
+        let x_hat = self.synthesis(&y_hat, q);
+        let sz = x.size();
+        let pixels = (sz[2] * sz[3]) as f64;
+        let ln2 = std::f64::consts::LN_2;
+        let bits = |l: &Tensor| -(l.log().sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float)) / ln2;
+        let bpp = (bits(&y_lik) + bits(&z_lik)) / pixels;
+        let mse = (&x_hat - x).square().mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float);
+        Forward { x_hat, bpp, mse }
+    }
+
+    /// Saves every variable into `dir/ckpt-partK.safetensors` files of at most
+    /// `max_bytes` each (the device tool returns files of at most 16 MiB), as f32 or, with
+    /// `half`, as f16 (half the size; the rounding, ~2^-11 relative, is below one Adam
+    /// step at the usual learning rates, so resuming from it is harmless).
+    ///
+    /// # Errors
+    /// I/O or torch errors.
+    pub fn save_checkpoint(&self, dir: &Path, max_bytes: usize, half: bool) -> Result<Vec<std::path::PathBuf>> {
+        let (kind, elem) = if half { (Kind::Half, 2) } else { (Kind::Float, 4) };
+        std::fs::create_dir_all(dir)?;
+        let mut vars: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut parts: Vec<Vec<(String, Tensor)>> = vec![vec![]];
+        let mut cur = 0usize;
+        for (name, t) in vars {
+            let bytes = t.numel() * elem;
+            if cur + bytes > max_bytes && !parts.last().is_none_or(Vec::is_empty) {
+                parts.push(vec![]);
+                cur = 0;
+            }
+            cur += bytes;
+            if let Some(last) = parts.last_mut() {
+                last.push((name, t.detach().to_device(Device::Cpu).to_kind(kind)));
+            }
+        }
+        // Remove stale parts from an earlier, larger checkpoint.
+        for e in std::fs::read_dir(dir)?.flatten() {
+            let n = e.file_name().to_string_lossy().to_string();
+            if n.starts_with("ckpt-part") && n.ends_with(".safetensors") {
+                std::fs::remove_file(e.path())?;
+            }
+        }
+        let mut out = vec![];
+        for (i, p) in parts.iter().enumerate() {
+            let path = dir.join(format!("ckpt-part{i}.safetensors"));
+            let tmp = dir.join(format!(".ckpt-part{i}.tmp.safetensors"));
+            Tensor::write_safetensors(p, &tmp).map_err(terr)?;
+            std::fs::rename(&tmp, &path)?;
+            out.push(path);
+        }
+        Ok(out)
+    }
+
+    /// Loads every `ckpt-part*.safetensors` in `dir` into the variables (all must exist
+    /// with the same shapes; missing ones are an error).
+    ///
+    /// # Errors
+    /// I/O, torch errors, or a mismatch between the checkpoint and this network.
+    pub fn load_checkpoint(&mut self, dir: &Path) -> Result<()> {
+        let vars = self.vs.variables();
+        let mut seen = std::collections::HashSet::new();
+        let mut files: Vec<_> = std::fs::read_dir(dir)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                let n = p.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+                n.starts_with("ckpt-part") && n.ends_with(".safetensors")
+            })
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(Error::InvalidArgument(format!("no ckpt-part*.safetensors in {}", dir.display())));
+        }
+        for f in files {
+            for (name, t) in Tensor::read_safetensors(&f).map_err(terr)? {
+                let v = vars.get(&name).ok_or_else(|| Error::InvalidArgument(format!("checkpoint variable `{name}` not in the network")))?;
+                if v.size() != t.size() {
+                    return Err(Error::InvalidArgument(format!("`{name}`: checkpoint {:?} vs network {:?}", t.size(), v.size())));
+                }
+                let mut v = v.shallow_clone();
+                tch::no_grad(|| v.f_copy_(&t.to_device(v.device()).to_kind(Kind::Float))).map_err(terr)?;
+                seen.insert(name);
+            }
+        }
+        if let Some(missing) = vars.keys().find(|k| !seen.contains(*k)) {
+            return Err(Error::InvalidArgument(format!("checkpoint lacks `{missing}`")));
+        }
+        Ok(())
+    }
+
+    /// Integer tables of the factorized prior: per channel the offset (value of symbol 0)
+    /// and frequencies summing to `1 << 16`, covering the values whose probability mass
+    /// matters (tails folded into the end symbols; the encoder clamps `ẑ` to the range).
+    pub fn z_tables(&self) -> (Vec<i32>, Vec<Vec<u32>>) {
+        const K: i64 = 512;
+        let c = self.cfg.n as i64;
+        tch::no_grad(|| {
+            let dev = self.device();
+            // Points k - 0.5 for k in -K..=K+1 give both bounds of every k in -K..=K.
+            let pts = Tensor::arange_start(-K, K + 2, (Kind::Float, dev)) - 0.5;
+            let pts = pts.view([1, 1, -1]).repeat([c, 1, 1]);
+            let cdf = self.prior.logits_cumulative(&pts).sigmoid().to_kind(Kind::Double).to_device(Device::Cpu);
+            let cdf: Vec<f64> = Vec::<f64>::try_from(cdf.flatten(0, -1)).unwrap_or_default();
+            let width = (2 * K + 2) as usize;
+            let mut offsets = vec![];
+            let mut tables = vec![];
+            for ch in 0..c as usize {
+                let row = &cdf[ch * width..(ch + 1) * width];
+                // pmf of k = row[k + K + 1] - row[k + K]
+                let tail = 1e-7;
+                let mut lo = 0usize; // index into k-range 0..(2K+1)
+                while lo + 1 < width - 1 && row[lo + 1] < tail {
+                    lo += 1;
+                }
+                let mut hi = width - 2;
+                while hi > lo && row[hi] > 1.0 - tail {
+                    hi -= 1;
+                }
+                let hi = hi.min(lo + 4095);
+                let mut w: Vec<u64> = (lo..=hi)
+                    .map(|i| {
+                        let mut p = row[i + 1] - row[i];
+                        if i == lo {
+                            p += row[i];
+                        }
+                        if i == hi {
+                            p += 1.0 - row[i + 1];
+                        }
+                        (p.max(0.0) * 4_294_967_296.0) as u64
+                    })
+                    .collect();
+                if w.iter().all(|&v| v == 0) {
+                    w = vec![1];
+                }
+                offsets.push(lo as i32 - K as i32);
+                tables.push(normalize_freqs(&w, Z_TABLE_TOTAL));
+            }
+            (offsets, tables)
+        })
+    }
+
+    /// The weights file for the CPU backend: transforms (f16 when `half`, else f32),
+    /// effective GDN parameters, gains, and the integer `z` tables.
+    ///
+    /// # Errors
+    /// Torch errors while reading tensors.
+    pub fn export(&self, half: bool) -> Result<Vec<u8>> {
+        let vars = self.vs.variables();
+        let get = |name: &str| -> Result<(Vec<usize>, Vec<f32>)> {
+            let t = vars.get(name).ok_or_else(|| Error::InvalidArgument(format!("no variable `{name}`")))?;
+            let t = t.detach().to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+            let shape = t.size().iter().map(|&d| d as usize).collect();
+            let v = Vec::<f32>::try_from(t.flatten(0, -1)).map_err(terr)?;
+            Ok((shape, v))
+        };
+        let float = |s: Vec<usize>, v: Vec<f32>| if half { OutTensor::F16(s, v) } else { OutTensor::F32(s, v) };
+        let mut out: Vec<(String, OutTensor)> = vec![];
+        let mut names: Vec<&String> = vars.keys().collect();
+        names.sort();
+        for name in names {
+            if name.ends_with(".weight") || name.ends_with(".bias") {
+                let (s, v) = get(name)?;
+                out.push((name.clone(), float(s, v)));
+            }
+        }
+        for (prefix, blocks) in [("g_a", &self.g_a), ("g_s", &self.g_s)] {
+            for (i, b) in blocks.iter().enumerate() {
+                if let Block::Gdn(g) = b {
+                    let cpu = |t: Tensor| -> Result<Vec<f32>> {
+                        Vec::<f32>::try_from(t.detach().to_device(Device::Cpu).flatten(0, -1)).map_err(terr)
+                    };
+                    let c = g.c as usize;
+                    // Effective parameters are computed in f32 by torch once, here; the
+                    // stored values are what every decoder uses.
+                    out.push((format!("{prefix}.{i}.beta"), float(vec![c], cpu(g.beta())?)));
+                    out.push((format!("{prefix}.{i}.gamma"), float(vec![c, c], cpu(g.gamma())?)));
+                }
+            }
+        }
+        for name in ["gain.y", "gain.y_inv"] {
+            let (s, v) = get(name)?;
+            out.push((name.to_string(), OutTensor::F32(s, v)));
+        }
+        let (offsets, tables) = self.z_tables();
+        let lmax = tables.iter().map(Vec::len).max().unwrap_or(1);
+        let n = tables.len();
+        let mut flat = vec![0i32; n * lmax];
+        for (c, t) in tables.iter().enumerate() {
+            for (k, &f) in t.iter().enumerate() {
+                flat[c * lmax + k] = f as i32;
+            }
+        }
+        let lens: Vec<i32> = tables.iter().map(|t| t.len() as i32).collect();
+        out.push(("prior_z.freq".into(), OutTensor::I32(vec![n, lmax], flat)));
+        out.push(("prior_z.offset".into(), OutTensor::I32(vec![n], offsets)));
+        out.push(("prior_z.len".into(), OutTensor::I32(vec![n], lens)));
+        let mut meta: HashMap<String, String> = self.cfg.to_metadata();
+        meta.insert("lcodec.storage".into(), if half { "f16" } else { "f32" }.into());
+        write_safetensors(&out, meta)
+    }
+}
+
+impl TchHyperprior {
+    /// A network holding the transforms of an exported weights file (the CPU backend's
+    /// format), e.g. to run the analysis transforms of the encoder on a GPU. GDN
+    /// parameters are re-parametrised (`beta_p = sqrt(beta - 1e-6)`, `gamma_p =
+    /// sqrt(gamma)`), so the torch transforms match the file to float rounding. The
+    /// factorized prior's density is not in the file (only its integer tables are) and
+    /// stays at its initial value: use the CPU tables to code `ẑ`.
+    ///
+    /// # Errors
+    /// When the file is not a valid weights file of this architecture.
+    pub fn from_exported(bytes: &[u8], device: Device) -> Result<Self> {
+        let w = crate::weights::WeightFile::parse(bytes)?;
+        let cfg = HyperpriorConfig::from_weights(&w)?;
+        let mut model = Self::new(cfg, Device::Cpu)?;
+        let vars = model.vs.variables();
+        for (name, var) in &vars {
+            let shape: Vec<usize> = var.size().iter().map(|&d| d as usize).collect();
+            let (src, f): (String, fn(f32) -> f32) = if let Some(p) = name.strip_suffix(".beta_p") {
+                (format!("{p}.beta"), |b| (b - BETA_EPS as f32).max(0.0).sqrt())
+            } else if let Some(p) = name.strip_suffix(".gamma_p") {
+                (format!("{p}.gamma"), |g| g.max(0.0).sqrt())
+            } else if name.starts_with("prior_z.") {
+                continue;
+            } else {
+                (name.clone(), |v| v)
+            };
+            let data: Vec<f32> = w.f32(&src, &shape)?.into_iter().map(f).collect();
+            let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+            let t = Tensor::f_from_slice(&data).map_err(terr)?.f_view(dims.as_slice()).map_err(terr)?;
+            let mut v = var.shallow_clone();
+            tch::no_grad(|| v.f_copy_(&t)).map_err(terr)?;
+        }
+        model.vs.set_device(device);
+        Ok(model)
+    }
+}

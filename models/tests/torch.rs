@@ -1,0 +1,127 @@
+//! tch backend vs the pure-Rust CPU backend, training smoke test, checkpoints.
+//! Runs only with `--features torch` (needs LIBTORCH, see TRAINING.md).
+#![cfg(feature = "torch")]
+
+use lcodec_models::hyperprior::{HyperpriorConfig, MeanScaleHyperprior};
+use lcodec_models::torch::TchHyperprior;
+use ndarray::{Array3, Array4};
+use tch::nn::OptimizerConfig;
+use tch::{Device, Kind, Tensor};
+
+fn to_tensor3(a: &Array3<f32>) -> Tensor {
+    let (c, h, w) = a.dim();
+    Tensor::from_slice(a.as_standard_layout().as_slice().unwrap()).view([1, c as i64, h as i64, w as i64])
+}
+
+fn to_array3(t: &Tensor) -> Array3<f32> {
+    let s = t.size();
+    let v = Vec::<f32>::try_from(t.detach().to_kind(Kind::Float).contiguous().flatten(0, -1)).unwrap();
+    Array3::from_shape_vec((s[1] as usize, s[2] as usize, s[3] as usize), v).unwrap()
+}
+
+/// max |a - b| / max |b|
+fn rel(a: &Array3<f32>, b: &Array3<f32>) -> f32 {
+    assert_eq!(a.dim(), b.dim());
+    let m = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    a.iter().zip(b).fold(0.0f32, |e, (x, y)| e.max((x - y).abs())) / m
+}
+
+/// Transforms agree between backends within this relative tolerance (f32 with different
+/// summation orders / FMA; measured ~1e-6).
+const TOL: f32 = 1e-4;
+
+#[test]
+fn tch_and_cpu_backends_agree() {
+    tch::manual_seed(11);
+    let cfg = HyperpriorConfig { n: 16, m: 24, lambdas: vec![0.005, 0.02] };
+    let tm = TchHyperprior::new(cfg, Device::Cpu).unwrap();
+    let bytes = tm.export(false).unwrap();
+    let cm = MeanScaleHyperprior::from_bytes(&bytes).unwrap();
+    let x = Array3::from_shape_fn((3, 128, 192), |(c, y, x)| (((x * 3 + y * 5 + c * 17) % 97) as f32 / 96.0 + (y as f32 / 40.0).sin() * 0.2).clamp(0.0, 1.0));
+    let xt = to_tensor3(&x);
+    for q in 0..2usize {
+        let qt = Tensor::from_slice(&[q as i64]);
+        let (yt, zt) = tch::no_grad(|| {
+            let y = tm.analysis(&xt, &qt);
+            let z = tm.hyper_analysis(&y);
+            (y, z)
+        });
+        let yc = cm.analysis(x.view(), q).unwrap();
+        let e_y = rel(&yc, &to_array3(&yt));
+        let zc = cm.hyper_analysis(yc.view()).unwrap();
+        let e_z = rel(&zc, &to_array3(&zt));
+        let z_hat = zc.mapv(f32::round);
+        let (mt, st) = tch::no_grad(|| tm.hyper_synthesis(&to_tensor3(&z_hat)));
+        let (mc, sc) = cm.hyper_synthesis(z_hat.view()).unwrap();
+        let e_m = rel(&mc, &to_array3(&mt));
+        let e_s = rel(&sc, &to_array3(&st));
+        let y_hat = &(&yc - &mc).mapv(f32::round) + &mc;
+        let xt_hat = tch::no_grad(|| tm.synthesis(&to_tensor3(&y_hat), &qt));
+        let xc_hat = cm.synthesis(y_hat.view(), q).unwrap();
+        let e_x = rel(&xc_hat, &to_array3(&xt_hat));
+        println!("q={q} rel errors: y {e_y:.2e} z {e_z:.2e} means {e_m:.2e} scales {e_s:.2e} x_hat {e_x:.2e}");
+        for (what, e) in [("y", e_y), ("z", e_z), ("means", e_m), ("scales", e_s), ("x_hat", e_x)] {
+            assert!(e < TOL, "{what}: backends differ by {e}");
+        }
+    }
+}
+
+#[test]
+fn training_decreases_the_loss() {
+    tch::manual_seed(5);
+    let cfg = HyperpriorConfig { n: 8, m: 12, lambdas: vec![0.01] };
+    let tm = TchHyperprior::new(cfg, Device::Cpu).unwrap();
+    let mut opt = tch::nn::Adam::default().build(&tm.vs, 2e-3).unwrap();
+    // Smooth synthetic images: a fixed batch of 4 random low-frequency patterns.
+    let base = Tensor::rand([4, 3, 4, 4], (Kind::Float, Device::Cpu));
+    let x = base.upsample_bilinear2d([64, 64], false, None, None);
+    let q = Tensor::from_slice(&[0i64, 0, 0, 0]);
+    let mut losses = vec![];
+    for _ in 0..60 {
+        let f = tm.forward(&x, &q, true);
+        let d: Tensor = &f.mse * (0.01 * 255.0 * 255.0);
+        let loss = (&f.bpp + d).mean(Kind::Float);
+        opt.zero_grad();
+        loss.backward();
+        opt.clip_grad_norm(1.0);
+        opt.step();
+        losses.push(loss.double_value(&[]));
+    }
+    let first: f64 = losses[..5].iter().sum::<f64>() / 5.0;
+    let last: f64 = losses[losses.len() - 5..].iter().sum::<f64>() / 5.0;
+    println!("loss {first:.3} -> {last:.3}");
+    assert!(last < 0.7 * first, "loss did not decrease: {first} -> {last}");
+}
+
+#[test]
+fn checkpoint_round_trip_reproduces_the_export() {
+    tch::manual_seed(3);
+    let cfg = HyperpriorConfig { n: 8, m: 12, lambdas: vec![0.01, 0.03] };
+    let a = TchHyperprior::new(cfg.clone(), Device::Cpu).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Tiny part size forces several files.
+    let parts = a.save_checkpoint(dir.path(), 20_000, false).unwrap();
+    assert!(parts.len() > 1);
+    tch::manual_seed(4);
+    let mut b = TchHyperprior::new(cfg.clone(), Device::Cpu).unwrap();
+    assert_ne!(a.export(false).unwrap(), b.export(false).unwrap());
+    b.load_checkpoint(dir.path()).unwrap();
+    let (ea, eb) = (a.export(false).unwrap(), b.export(false).unwrap());
+    if ea != eb {
+        let (wa, wb) = (safetensors::SafeTensors::deserialize(&ea).unwrap(), safetensors::SafeTensors::deserialize(&eb).unwrap());
+        let differing: Vec<String> =
+            wa.names().into_iter().filter(|n| wa.tensor(n).unwrap().data() != wb.tensor(n).unwrap().data()).map(String::from).collect();
+        panic!("exports differ after loading the checkpoint in: {differing:?}");
+    }
+    // Half-precision checkpoints load too (values rounded to f16).
+    let dir2 = tempfile::tempdir().unwrap();
+    a.save_checkpoint(dir2.path(), 1 << 30, true).unwrap();
+    let mut c = TchHyperprior::new(cfg, Device::Cpu).unwrap();
+    c.load_checkpoint(dir2.path()).unwrap();
+    let _ = Array4::<f32>::zeros((1, 1, 1, 1));
+    assert!(MeanScaleHyperprior::from_bytes(&c.export(true).unwrap()).is_ok());
+    // A checkpoint of another size is refused.
+    let other = TchHyperprior::new(HyperpriorConfig { n: 4, m: 12, lambdas: vec![0.01, 0.03] }, Device::Cpu).unwrap();
+    let mut other = other;
+    assert!(other.load_checkpoint(dir.path()).is_err());
+}
