@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use lcodec::{DecodeOptions, EncodeOptions, Registry};
 use lcodec_text::TextCmCodec;
 

@@ -6,7 +6,10 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "sweep", about = "Rate-distortion sweep of lcodec and peer codecs")]
+#[command(
+    name = "sweep",
+    about = "Rate-distortion sweep of lcodec and peer codecs"
+)]
 struct Cli {
     #[command(flatten)]
     args: lcodec_bench::SweepArgs,

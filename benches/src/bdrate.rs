@@ -91,7 +91,12 @@ fn solve4(mut m: [[f64; 5]; 4]) -> Option<[f64; 4]> {
             }
         }
     }
-    Some([m[0][4] / m[0][0], m[1][4] / m[1][1], m[2][4] / m[2][2], m[3][4] / m[3][3]])
+    Some([
+        m[0][4] / m[0][0],
+        m[1][4] / m[1][1],
+        m[2][4] / m[2][2],
+        m[3][4] / m[3][3],
+    ])
 }
 
 /// Degree of the polynomial fitted to a curve of `points` usable points (3 = the standard cubic).
@@ -100,15 +105,24 @@ pub fn fit_degree(points: usize) -> usize {
 }
 
 fn usable(curve: &[RdPoint]) -> Option<(Vec<f64>, Vec<f64>)> {
-    let pts: Vec<_> = curve.iter().filter(|p| p.rate > 0.0 && p.rate.is_finite() && p.quality.is_finite()).collect();
+    let pts: Vec<_> = curve
+        .iter()
+        .filter(|p| p.rate > 0.0 && p.rate.is_finite() && p.quality.is_finite())
+        .collect();
     if pts.len() < 2 {
         return None;
     }
-    Some((pts.iter().map(|p| p.rate.ln()).collect(), pts.iter().map(|p| p.quality).collect()))
+    Some((
+        pts.iter().map(|p| p.rate.ln()).collect(),
+        pts.iter().map(|p| p.quality).collect(),
+    ))
 }
 
 fn range(v: &[f64]) -> (f64, f64) {
-    v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)))
+    v.iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+            (lo.min(x), hi.max(x))
+        })
 }
 
 /// BD-rate of `test` against `anchor` in percent (positive = `test` needs more bits).
@@ -153,12 +167,20 @@ mod tests {
     use super::*;
 
     fn curve(pts: &[(f64, f64)]) -> Vec<RdPoint> {
-        pts.iter().map(|&(rate, quality)| RdPoint { rate, quality }).collect()
+        pts.iter()
+            .map(|&(rate, quality)| RdPoint { rate, quality })
+            .collect()
     }
 
     #[test]
     fn identical_curves_have_zero_delta() {
-        let a = curve(&[(0.1, 28.0), (0.2, 30.5), (0.4, 33.0), (0.8, 36.0), (1.6, 39.0)]);
+        let a = curve(&[
+            (0.1, 28.0),
+            (0.2, 30.5),
+            (0.4, 33.0),
+            (0.8, 36.0),
+            (1.6, 39.0),
+        ]);
         assert!(bd_rate(&a, &a).unwrap().abs() < 1e-9);
         assert!(bd_quality(&a, &a).unwrap().abs() < 1e-9);
     }
@@ -166,8 +188,20 @@ mod tests {
     #[test]
     fn scaled_rates_give_the_exact_ratio() {
         // The same curve at 1.25× the rate everywhere is exactly +25 % (the cubic fits it).
-        let a = curve(&[(0.1, 28.0), (0.2, 30.5), (0.4, 33.0), (0.8, 36.0), (1.6, 39.0)]);
-        let b: Vec<_> = a.iter().map(|p| RdPoint { rate: p.rate * 1.25, quality: p.quality }).collect();
+        let a = curve(&[
+            (0.1, 28.0),
+            (0.2, 30.5),
+            (0.4, 33.0),
+            (0.8, 36.0),
+            (1.6, 39.0),
+        ]);
+        let b: Vec<_> = a
+            .iter()
+            .map(|p| RdPoint {
+                rate: p.rate * 1.25,
+                quality: p.quality,
+            })
+            .collect();
         assert!((bd_rate(&a, &b).unwrap() - 25.0).abs() < 1e-9);
         assert!((bd_rate(&b, &a).unwrap() - (1.0 / 1.25 - 1.0) * 100.0).abs() < 1e-9);
         assert!(bd_quality(&a, &b).unwrap() < 0.0);
@@ -176,7 +210,13 @@ mod tests {
     #[test]
     fn three_points_use_a_quadratic() {
         let a = curve(&[(0.1, 28.0), (0.2, 30.5), (0.4, 33.0)]);
-        let b: Vec<_> = a.iter().map(|p| RdPoint { rate: p.rate * 0.8, quality: p.quality }).collect();
+        let b: Vec<_> = a
+            .iter()
+            .map(|p| RdPoint {
+                rate: p.rate * 0.8,
+                quality: p.quality,
+            })
+            .collect();
         assert!((bd_rate(&a, &b).unwrap() + 20.0).abs() < 1e-9);
         assert_eq!(fit_degree(3), 2);
         assert_eq!(fit_degree(8), 3);

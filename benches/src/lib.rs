@@ -82,15 +82,22 @@ impl DataKind {
     /// # Errors
     /// An unknown name (the message lists the valid ones).
     pub fn parse(s: &str) -> anyhow::Result<DataKind> {
-        DataKind::ALL.iter().copied().find(|k| k.name().eq_ignore_ascii_case(s)).ok_or_else(|| {
-            let names: Vec<_> = DataKind::ALL.iter().map(|k| k.name()).collect();
-            anyhow::anyhow!("unknown kind {s:?} (expected one of: {})", names.join(", "))
-        })
+        DataKind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                let names: Vec<_> = DataKind::ALL.iter().map(|k| k.name()).collect();
+                anyhow::anyhow!("unknown kind {s:?} (expected one of: {})", names.join(", "))
+            })
     }
 
     /// Whether every codec on this kind must restore the input byte for byte.
     pub fn is_lossless(self) -> bool {
-        matches!(self, DataKind::Log | DataKind::Text | DataKind::Tensor | DataKind::Raw)
+        matches!(
+            self,
+            DataKind::Log | DataKind::Text | DataKind::Tensor | DataKind::Raw
+        )
     }
 
     /// lcodec codec names tried for this kind, in order (the first found in the registry is used).
@@ -196,6 +203,9 @@ pub struct SweepConfig {
     pub progress: bool,
     /// Print notes (skipped peers, missing codecs) to stderr as they happen.
     pub verbose: bool,
+    /// Published curves to plot and compare with (CompressAI results JSON, see
+    /// [`report::parse_reference`]).
+    pub references: Vec<PathBuf>,
 }
 
 impl SweepConfig {
@@ -215,6 +225,7 @@ impl SweepConfig {
             ms_ssim: true,
             progress: false,
             verbose: false,
+            references: Vec::new(),
         }
     }
 }
@@ -251,11 +262,19 @@ pub struct Row {
 impl Row {
     /// Bits per rate unit (bpp, bits per byte, …).
     pub fn rate(&self) -> f64 {
-        if self.units > 0.0 { self.bytes as f64 * 8.0 / self.units } else { f64::NAN }
+        if self.units > 0.0 {
+            self.bytes as f64 * 8.0 / self.units
+        } else {
+            f64::NAN
+        }
     }
     /// Original size over compressed size.
     pub fn ratio(&self) -> f64 {
-        if self.bytes > 0 { self.original_bytes as f64 / self.bytes as f64 } else { f64::NAN }
+        if self.bytes > 0 {
+            self.original_bytes as f64 / self.bytes as f64
+        } else {
+            f64::NAN
+        }
     }
     /// Whether the measurement succeeded (no error and, for lossless codecs, exact).
     pub fn ok(&self) -> bool {
@@ -282,6 +301,8 @@ pub struct SweepResults {
     pub codec_threads: usize,
     /// Jobs run at once.
     pub threads: usize,
+    /// Published curves given with `--reference` (plotted and compared, no CSV rows).
+    pub references: Vec<Curve>,
 }
 
 /// Arguments of `lcodec sweep`.
@@ -330,6 +351,11 @@ pub struct SweepArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Published RD curve(s) to plot and compute BD-rates with, in CompressAI's results
+    /// JSON format (e.g. its results/image/kodak/vtm.json); comma-separated or repeated.
+    /// Usable as `--anchor NAME` by the "name" in the file.
+    #[arg(long, value_delimiter = ',', value_name = "FILE")]
+    pub reference: Vec<PathBuf>,
 }
 
 impl SweepArgs {
@@ -342,11 +368,18 @@ impl SweepArgs {
         let mut cfg = SweepConfig::new(kind, self.data.clone());
         cfg.qualities = self.quality.clone();
         if !self.peers.is_empty() {
-            cfg.peers = self.peers.iter().filter(|p| !p.is_empty() && *p != "none").cloned().collect();
+            cfg.peers = self
+                .peers
+                .iter()
+                .filter(|p| !p.is_empty() && *p != "none")
+                .cloned()
+                .collect();
         }
         cfg.lcodec = self.lcodec.clone();
         for p in &self.params {
-            let (k, v) = p.split_once('=').ok_or_else(|| anyhow::anyhow!("parameter {p:?} is not KEY=VALUE"))?;
+            let (k, v) = p
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("parameter {p:?} is not KEY=VALUE"))?;
             cfg.params.insert(k.to_string(), v.to_string());
         }
         cfg.limit = self.limit;
@@ -355,6 +388,7 @@ impl SweepArgs {
         cfg.ms_ssim = !self.no_ms_ssim;
         cfg.progress = !self.quiet;
         cfg.verbose = true;
+        cfg.references = self.reference.clone();
         Ok(cfg)
     }
 }

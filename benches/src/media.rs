@@ -13,7 +13,12 @@ pub fn decode_rgb8(bytes: &[u8]) -> anyhow::Result<Image8> {
     let img = image::load_from_memory(bytes).context("decoding image")?;
     let rgb = img.to_rgb8();
     let (w, h) = rgb.dimensions();
-    Ok(Image8 { width: w as usize, height: h as usize, channels: 3, data: rgb.into_raw() })
+    Ok(Image8 {
+        width: w as usize,
+        height: h as usize,
+        channels: 3,
+        data: rgb.into_raw(),
+    })
 }
 
 /// Binary PPM (P6) bytes of an RGB image.
@@ -30,8 +35,14 @@ pub fn ppm_bytes(img: &Image8) -> Vec<u8> {
 pub fn png_bytes(img: &Image8) -> anyhow::Result<Vec<u8>> {
     let mut out = Vec::new();
     let enc = image::codecs::png::PngEncoder::new(&mut out);
-    image::ImageEncoder::write_image(enc, &img.data, img.width as u32, img.height as u32, image::ExtendedColorType::Rgb8)
-        .context("encoding PNG")?;
+    image::ImageEncoder::write_image(
+        enc,
+        &img.data,
+        img.width as u32,
+        img.height as u32,
+        image::ExtendedColorType::Rgb8,
+    )
+    .context("encoding PNG")?;
     Ok(out)
 }
 
@@ -98,19 +109,34 @@ pub fn parse_wav(b: &[u8]) -> anyhow::Result<Audio> {
                 bail!("WAV with 0 channels");
             }
             let samples = match (tag, bits) {
-                (1, 16) => body.chunks_exact(2).map(|c| f64::from(i16::from_le_bytes([c[0], c[1]])) / 32768.0).collect(),
+                (1, 16) => body
+                    .chunks_exact(2)
+                    .map(|c| f64::from(i16::from_le_bytes([c[0], c[1]])) / 32768.0)
+                    .collect(),
                 (1, 24) => body
                     .chunks_exact(3)
-                    .map(|c| f64::from(i32::from_le_bytes([0, c[0], c[1], c[2]]) >> 8) / 8_388_608.0)
+                    .map(|c| {
+                        f64::from(i32::from_le_bytes([0, c[0], c[1], c[2]]) >> 8) / 8_388_608.0
+                    })
                     .collect(),
                 (1, 32) => body
                     .chunks_exact(4)
-                    .map(|c| f64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]])) / 2_147_483_648.0)
+                    .map(|c| {
+                        f64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]])) / 2_147_483_648.0
+                    })
                     .collect(),
-                (3, 32) => body.chunks_exact(4).map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect(),
+                (3, 32) => body
+                    .chunks_exact(4)
+                    .map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                    .collect(),
                 _ => bail!("unsupported WAV format tag {tag} with {bits} bits"),
             };
-            return Ok(Audio { sample_rate, channels, bits, samples });
+            return Ok(Audio {
+                sample_rate,
+                channels,
+                bits,
+                samples,
+            });
         }
         pos = body_start.saturating_add(len + (len & 1));
     }
@@ -143,7 +169,10 @@ impl Video {
 /// # Errors
 /// Not Y4M, other chroma formats, truncated frames.
 pub fn parse_y4m(b: &[u8]) -> anyhow::Result<Video> {
-    let nl = b.iter().position(|&c| c == b'\n').context("Y4M header has no newline")?;
+    let nl = b
+        .iter()
+        .position(|&c| c == b'\n')
+        .context("Y4M header has no newline")?;
     let header = std::str::from_utf8(&b[..nl]).context("Y4M header is not text")?;
     let mut tokens = header.split_ascii_whitespace();
     if tokens.next() != Some("YUV4MPEG2") {
@@ -170,16 +199,26 @@ pub fn parse_y4m(b: &[u8]) -> anyhow::Result<Video> {
     let mut frames = Vec::new();
     let mut pos = nl + 1;
     while pos < b.len() {
-        let nl = b[pos..].iter().position(|&c| c == b'\n').context("truncated FRAME header")?;
+        let nl = b[pos..]
+            .iter()
+            .position(|&c| c == b'\n')
+            .context("truncated FRAME header")?;
         if !b[pos..].starts_with(b"FRAME") {
             bail!("expected FRAME at offset {pos}");
         }
         pos += nl + 1;
-        let data = b.get(pos..pos + frame_len).with_context(|| format!("truncated frame {}", frames.len()))?;
+        let data = b
+            .get(pos..pos + frame_len)
+            .with_context(|| format!("truncated frame {}", frames.len()))?;
         frames.push(data.to_vec());
         pos += frame_len;
     }
-    Ok(Video { width: w, height: h, fps, frames })
+    Ok(Video {
+        width: w,
+        height: h,
+        fps,
+        frames,
+    })
 }
 
 #[cfg(test)]
@@ -206,7 +245,10 @@ mod tests {
             b.extend_from_slice(&s.to_le_bytes());
         }
         let a = parse_wav(&b).unwrap();
-        assert_eq!((a.sample_rate, a.channels, a.bits, a.frames()), (8000, 2, 16, 2));
+        assert_eq!(
+            (a.sample_rate, a.channels, a.bits, a.frames()),
+            (8000, 2, 16, 2)
+        );
         assert_eq!(a.samples, vec![0.0, 0.5, -1.0, 32767.0 / 32768.0]);
         assert!(parse_wav(&b[..20]).is_err());
         assert!(parse_wav(b"RIFX").is_err());
@@ -220,14 +262,22 @@ mod tests {
             b.extend(std::iter::repeat_n(f, 4 * 2 + 2 * 2));
         }
         let v = parse_y4m(&b).unwrap();
-        assert_eq!((v.width, v.height, v.fps, v.frames.len()), (4, 2, (30, 1), 2));
+        assert_eq!(
+            (v.width, v.height, v.fps, v.frames.len()),
+            (4, 2, (30, 1), 2)
+        );
         assert!(parse_y4m(&b[..b.len() - 1]).is_err());
         assert!(parse_y4m(b"YUV4MPEG2 W4 H2 C444\n").is_err());
     }
 
     #[test]
     fn ppm_and_png_encode_what_decode_reads() {
-        let img = Image8 { width: 3, height: 2, channels: 3, data: (0..18).map(|v| v * 13).collect() };
+        let img = Image8 {
+            width: 3,
+            height: 2,
+            channels: 3,
+            data: (0..18).map(|v| v * 13).collect(),
+        };
         assert_eq!(decode_rgb8(&ppm_bytes(&img)).unwrap(), img);
         assert_eq!(decode_rgb8(&png_bytes(&img).unwrap()).unwrap(), img);
         assert!(decode_rgb8(b"not an image").is_err());

@@ -37,8 +37,18 @@ pub struct Image8 {
 impl Image8 {
     /// One channel as a plane of `f64`.
     fn plane(&self, c: usize) -> Plane {
-        let data = self.data.iter().skip(c).step_by(self.channels).map(|&v| f64::from(v)).collect();
-        Plane { w: self.width, h: self.height, data }
+        let data = self
+            .data
+            .iter()
+            .skip(c)
+            .step_by(self.channels)
+            .map(|&v| f64::from(v))
+            .collect();
+        Plane {
+            w: self.width,
+            h: self.height,
+            data,
+        }
     }
 }
 
@@ -60,7 +70,11 @@ pub fn mse(a: &[u8], b: &[u8]) -> Option<f64> {
 
 /// PSNR in dB of 8-bit samples from an MSE; infinite MSE 0 is reported as `f64::INFINITY`.
 pub fn psnr_from_mse(mse: f64) -> f64 {
-    if mse <= 0.0 { f64::INFINITY } else { 10.0 * (PEAK * PEAK / mse).log10() }
+    if mse <= 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (PEAK * PEAK / mse).log10()
+    }
 }
 
 /// PSNR in dB over all samples of two images of the same shape (`None` if shapes differ).
@@ -218,7 +232,9 @@ pub fn ms_ssim(a: &Image8, b: &Image8) -> Option<f64> {
 /// Single-scale SSIM (mean over the valid window positions), averaged over channels.
 /// `None` if shapes differ or a side is below the window size.
 pub fn ssim(a: &Image8, b: &Image8) -> Option<f64> {
-    if (a.width, a.height, a.channels) != (b.width, b.height, b.channels) || a.width.min(a.height) < SSIM_WINDOW {
+    if (a.width, a.height, a.channels) != (b.width, b.height, b.channels)
+        || a.width.min(a.height) < SSIM_WINDOW
+    {
         return None;
     }
     let g = gaussian_window();
@@ -242,7 +258,11 @@ pub fn snr_db(reference: &[f64], decoded: &[f64]) -> Option<f64> {
         let d = reference[i] - decoded[i];
         noise += d * d;
     }
-    if noise == 0.0 { Some(f64::INFINITY) } else { Some(10.0 * (sig / noise).log10()) }
+    if noise == 0.0 {
+        Some(f64::INFINITY)
+    } else {
+        Some(10.0 * (sig / noise).log10())
+    }
 }
 
 /// Maximum and mean Euclidean error between matched points (same order), for point clouds.
@@ -276,12 +296,22 @@ mod tests {
                 }
             }
         }
-        Image8 { width: w, height: h, channels: 3, data }
+        Image8 {
+            width: w,
+            height: h,
+            channels: 3,
+            data,
+        }
     }
 
     #[test]
     fn psnr_of_known_error() {
-        let a = Image8 { width: 2, height: 1, channels: 3, data: vec![10, 20, 30, 40, 50, 60] };
+        let a = Image8 {
+            width: 2,
+            height: 1,
+            channels: 3,
+            data: vec![10, 20, 30, 40, 50, 60],
+        };
         let mut b = a.clone();
         b.data[0] = 13; // one sample off by 3: MSE = 9 / 6
         let expected = 10.0 * (255.0f64 * 255.0 / 1.5).log10();
@@ -310,7 +340,11 @@ mod tests {
 
     #[test]
     fn downsample_pads_odd_sides_like_pytorch() {
-        let p = Plane { w: 3, h: 1, data: vec![4.0, 8.0, 12.0] };
+        let p = Plane {
+            w: 3,
+            h: 1,
+            data: vec![4.0, 8.0, 12.0],
+        };
         let d = p.downsample();
         // Width 3, pad 1 each side: windows [0,4], [8,12]; height 1, pad 1: [0,row].
         assert_eq!((d.w, d.h), (2, 1));
@@ -322,7 +356,11 @@ mod tests {
         let r = [1.0, -1.0, 1.0, -1.0];
         let d = [0.9, -0.9, 0.9, -0.9];
         assert!((snr_db(&r, &d).unwrap() - 20.0).abs() < 1e-9);
-        let (max, mean) = point_errors(&[[0.0; 3], [1.0, 1.0, 1.0]], &[[0.0, 0.0, 3.0], [1.0, 1.0, 1.0]]).unwrap();
+        let (max, mean) = point_errors(
+            &[[0.0; 3], [1.0, 1.0, 1.0]],
+            &[[0.0, 0.0, 3.0], [1.0, 1.0, 1.0]],
+        )
+        .unwrap();
         assert_eq!((max, mean), (3.0, 1.5));
     }
 }

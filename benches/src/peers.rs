@@ -46,42 +46,150 @@ pub struct Peer {
 
 /// Every peer the harness knows.
 pub const PEERS: &[Peer] = &[
-    Peer { name: "jpeg", family: Family::Image, tools: &["cjpeg", "djpeg"], lossless: false, takes_quality: true,
-        command: "cjpeg -quality Q -sample 2x2 (4:2:0, libjpeg-turbo)" },
-    Peer { name: "webp", family: Family::Image, tools: &["cwebp", "dwebp"], lossless: false, takes_quality: true,
-        command: "cwebp -q Q (-m 4)" },
-    Peer { name: "avif", family: Family::Image, tools: &["avifenc", "avifdec"], lossless: false, takes_quality: true,
-        command: "avifenc -s 6 -j T --min Q --max Q (libaom, 4:4:4)" },
-    Peer { name: "jxl", family: Family::Image, tools: &["cjxl", "djxl"], lossless: false, takes_quality: true,
-        command: "cjxl -d D -e 7 --num_threads=T" },
-    Peer { name: "gzip", family: Family::Lossless, tools: &["gzip"], lossless: true, takes_quality: false,
-        command: "gzip -9" },
-    Peer { name: "bzip2", family: Family::Lossless, tools: &["bzip2"], lossless: true, takes_quality: false,
-        command: "bzip2 -9" },
-    Peer { name: "xz", family: Family::Lossless, tools: &["xz"], lossless: true, takes_quality: false,
-        command: "xz -9 -T1" },
-    Peer { name: "xz-9e", family: Family::Lossless, tools: &["xz"], lossless: true, takes_quality: false,
-        command: "xz -9e -T1" },
-    Peer { name: "zstd", family: Family::Lossless, tools: &["zstd"], lossless: true, takes_quality: false,
-        command: "zstd -19" },
-    Peer { name: "zstd-ultra", family: Family::Lossless, tools: &["zstd"], lossless: true, takes_quality: false,
-        command: "zstd --ultra -22 --long=27" },
-    Peer { name: "brotli", family: Family::Lossless, tools: &["brotli"], lossless: true, takes_quality: false,
-        command: "brotli -q 11" },
-    Peer { name: "lz4", family: Family::Lossless, tools: &["lz4"], lossless: true, takes_quality: false,
-        command: "lz4 -9" },
-    Peer { name: "flac", family: Family::Audio, tools: &["flac"], lossless: true, takes_quality: false,
-        command: "flac -8" },
-    Peer { name: "opus", family: Family::Audio, tools: &["opusenc", "opusdec"], lossless: false, takes_quality: true,
-        command: "opusenc --bitrate K (VBR); opusdec --rate <original rate>" },
-    Peer { name: "x264", family: Family::Video, tools: &["ffmpeg"], lossless: false, takes_quality: true,
-        command: "ffmpeg -c:v libx264 -preset medium -crf C -threads T (raw .264)" },
-    Peer { name: "x265", family: Family::Video, tools: &["ffmpeg"], lossless: false, takes_quality: true,
-        command: "ffmpeg -c:v libx265 -preset medium -crf C (raw .265)" },
-    Peer { name: "draco", family: Family::PointCloud, tools: &["draco_encoder", "draco_decoder"], lossless: false,
-        takes_quality: true, command: "draco_encoder -qp 18 -cl 10 (not wired yet)" },
-    Peer { name: "laszip", family: Family::PointCloud, tools: &[], lossless: false, takes_quality: false,
-        command: "LASzip via the laz crate (not wired yet)" },
+    Peer {
+        name: "jpeg",
+        family: Family::Image,
+        tools: &["cjpeg", "djpeg"],
+        lossless: false,
+        takes_quality: true,
+        command: "cjpeg -quality Q -sample 2x2 (4:2:0, libjpeg-turbo)",
+    },
+    Peer {
+        name: "webp",
+        family: Family::Image,
+        tools: &["cwebp", "dwebp"],
+        lossless: false,
+        takes_quality: true,
+        command: "cwebp -q Q (-m 4)",
+    },
+    Peer {
+        name: "avif",
+        family: Family::Image,
+        tools: &["avifenc", "avifdec"],
+        lossless: false,
+        takes_quality: true,
+        command: "avifenc -s 6 -j T --min Q --max Q (libaom, 4:4:4)",
+    },
+    Peer {
+        name: "jxl",
+        family: Family::Image,
+        tools: &["cjxl", "djxl"],
+        lossless: false,
+        takes_quality: true,
+        command: "cjxl -d D -e 7 --num_threads=T",
+    },
+    Peer {
+        name: "gzip",
+        family: Family::Lossless,
+        tools: &["gzip"],
+        lossless: true,
+        takes_quality: false,
+        command: "gzip -9",
+    },
+    Peer {
+        name: "bzip2",
+        family: Family::Lossless,
+        tools: &["bzip2"],
+        lossless: true,
+        takes_quality: false,
+        command: "bzip2 -9",
+    },
+    Peer {
+        name: "xz",
+        family: Family::Lossless,
+        tools: &["xz"],
+        lossless: true,
+        takes_quality: false,
+        command: "xz -9 -T1",
+    },
+    Peer {
+        name: "xz-9e",
+        family: Family::Lossless,
+        tools: &["xz"],
+        lossless: true,
+        takes_quality: false,
+        command: "xz -9e -T1",
+    },
+    Peer {
+        name: "zstd",
+        family: Family::Lossless,
+        tools: &["zstd"],
+        lossless: true,
+        takes_quality: false,
+        command: "zstd -19",
+    },
+    Peer {
+        name: "zstd-ultra",
+        family: Family::Lossless,
+        tools: &["zstd"],
+        lossless: true,
+        takes_quality: false,
+        command: "zstd --ultra -22 --long=27",
+    },
+    Peer {
+        name: "brotli",
+        family: Family::Lossless,
+        tools: &["brotli"],
+        lossless: true,
+        takes_quality: false,
+        command: "brotli -q 11",
+    },
+    Peer {
+        name: "lz4",
+        family: Family::Lossless,
+        tools: &["lz4"],
+        lossless: true,
+        takes_quality: false,
+        command: "lz4 -9",
+    },
+    Peer {
+        name: "flac",
+        family: Family::Audio,
+        tools: &["flac"],
+        lossless: true,
+        takes_quality: false,
+        command: "flac -8",
+    },
+    Peer {
+        name: "opus",
+        family: Family::Audio,
+        tools: &["opusenc", "opusdec"],
+        lossless: false,
+        takes_quality: true,
+        command: "opusenc --bitrate K (VBR); opusdec --rate <original rate>",
+    },
+    Peer {
+        name: "x264",
+        family: Family::Video,
+        tools: &["ffmpeg"],
+        lossless: false,
+        takes_quality: true,
+        command: "ffmpeg -c:v libx264 -preset medium -crf C -threads T (raw .264)",
+    },
+    Peer {
+        name: "x265",
+        family: Family::Video,
+        tools: &["ffmpeg"],
+        lossless: false,
+        takes_quality: true,
+        command: "ffmpeg -c:v libx265 -preset medium -crf C (raw .265)",
+    },
+    Peer {
+        name: "draco",
+        family: Family::PointCloud,
+        tools: &["draco_encoder", "draco_decoder"],
+        lossless: false,
+        takes_quality: true,
+        command: "draco_encoder -qp 18 -cl 10 (not wired yet)",
+    },
+    Peer {
+        name: "laszip",
+        family: Family::PointCloud,
+        tools: &[],
+        lossless: false,
+        takes_quality: false,
+        command: "LASzip via the laz crate (not wired yet)",
+    },
 ];
 
 impl Peer {
@@ -189,7 +297,9 @@ fn table_or_native(t: &[u32; 8], level: u32) -> u32 {
 /// Finds an executable on `PATH`.
 pub fn which(tool: &str) -> Option<std::path::PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(tool)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
 }
 
 /// Paths a peer job works with.
@@ -258,35 +368,177 @@ fn s(p: &Path) -> String {
 ///
 /// # Errors
 /// When the input form the tool needs was not prepared.
-pub fn encode_command(peer: &Peer, level: Option<u32>, f: &PeerFiles<'_>, threads: usize) -> anyhow::Result<(Command, Output)> {
+pub fn encode_command(
+    peer: &Peer,
+    level: Option<u32>,
+    f: &PeerFiles<'_>,
+    threads: usize,
+) -> anyhow::Result<(Command, Output)> {
     let t = threads.max(1).to_string();
-    let png = || f.input_png.ok_or_else(|| anyhow::anyhow!("{}: no PNG form of the input", peer.name));
-    let ppm = || f.input_ppm.ok_or_else(|| anyhow::anyhow!("{}: no PPM form of the input", peer.name));
+    let png = || {
+        f.input_png
+            .ok_or_else(|| anyhow::anyhow!("{}: no PNG form of the input", peer.name))
+    };
+    let ppm = || {
+        f.input_ppm
+            .ok_or_else(|| anyhow::anyhow!("{}: no PPM form of the input", peer.name))
+    };
     let lvl = level.unwrap_or(4);
     let mut out = Output::File;
     let cmd = match peer.name {
-        "jpeg" => cmd("cjpeg", &["-quality", &jpeg_quality(lvl).to_string(), "-sample", "2x2", "-outfile", &s(f.encoded), &s(ppm()?)]),
-        "webp" => cmd("cwebp", &["-quiet", "-q", &webp_quality(lvl).to_string(), &s(png()?), "-o", &s(f.encoded)]),
+        "jpeg" => cmd(
+            "cjpeg",
+            &[
+                "-quality",
+                &jpeg_quality(lvl).to_string(),
+                "-sample",
+                "2x2",
+                "-outfile",
+                &s(f.encoded),
+                &s(ppm()?),
+            ],
+        ),
+        "webp" => cmd(
+            "cwebp",
+            &[
+                "-quiet",
+                "-q",
+                &webp_quality(lvl).to_string(),
+                &s(png()?),
+                "-o",
+                &s(f.encoded),
+            ],
+        ),
         "avif" => {
             let q = avif_quantizer(lvl).to_string();
-            cmd("avifenc", &["-s", "6", "-j", &t, "--min", &q, "--max", &q, &s(png()?), &s(f.encoded)])
+            cmd(
+                "avifenc",
+                &[
+                    "-s",
+                    "6",
+                    "-j",
+                    &t,
+                    "--min",
+                    &q,
+                    "--max",
+                    &q,
+                    &s(png()?),
+                    &s(f.encoded),
+                ],
+            )
         }
-        "jxl" => cmd("cjxl", &[&s(png()?), &s(f.encoded), "-d", &jxl_distance(lvl), "-e", "7", &format!("--num_threads={t}"), "--quiet"]),
-        "gzip" => { out = Output::Stdout; cmd("gzip", &["-9", "-c", "-n", &s(f.input)]) }
-        "bzip2" => { out = Output::Stdout; cmd("bzip2", &["-9", "-c", &s(f.input)]) }
-        "xz" => { out = Output::Stdout; cmd("xz", &["-9", "-T1", "-c", &s(f.input)]) }
-        "xz-9e" => { out = Output::Stdout; cmd("xz", &["-9e", "-T1", "-c", &s(f.input)]) }
-        "zstd" => { out = Output::Stdout; cmd("zstd", &["-19", "-q", "-c", &s(f.input)]) }
-        "zstd-ultra" => { out = Output::Stdout; cmd("zstd", &["--ultra", "-22", "--long=27", "-q", "-c", &s(f.input)]) }
-        "brotli" => { out = Output::Stdout; cmd("brotli", &["-q", "11", "-c", &s(f.input)]) }
-        "lz4" => { out = Output::Stdout; cmd("lz4", &["-9", "-q", "-c", &s(f.input)]) }
-        "flac" => cmd("flac", &["-8", "-s", "-f", "-o", &s(f.encoded), &s(f.input)]),
-        "opus" => cmd("opusenc", &["--quiet", "--serial", "1", "--bitrate", &opus_kbps(lvl).to_string(), &s(f.input), &s(f.encoded)]),
-        "x264" => cmd("ffmpeg", &["-nostdin", "-y", "-loglevel", "error", "-i", &s(f.input), "-c:v", "libx264", "-preset", "medium",
-            "-crf", &video_crf(lvl).to_string(), "-threads", &t, "-pix_fmt", "yuv420p", "-f", "h264", &s(f.encoded)]),
-        "x265" => cmd("ffmpeg", &["-nostdin", "-y", "-loglevel", "error", "-i", &s(f.input), "-c:v", "libx265", "-preset", "medium",
-            "-crf", &video_crf(lvl).to_string(), "-x265-params", &format!("log-level=error:pools={t}"), "-pix_fmt", "yuv420p",
-            "-f", "hevc", &s(f.encoded)]),
+        "jxl" => cmd(
+            "cjxl",
+            &[
+                &s(png()?),
+                &s(f.encoded),
+                "-d",
+                &jxl_distance(lvl),
+                "-e",
+                "7",
+                &format!("--num_threads={t}"),
+                "--quiet",
+            ],
+        ),
+        "gzip" => {
+            out = Output::Stdout;
+            cmd("gzip", &["-9", "-c", "-n", &s(f.input)])
+        }
+        "bzip2" => {
+            out = Output::Stdout;
+            cmd("bzip2", &["-9", "-c", &s(f.input)])
+        }
+        "xz" => {
+            out = Output::Stdout;
+            cmd("xz", &["-9", "-T1", "-c", &s(f.input)])
+        }
+        "xz-9e" => {
+            out = Output::Stdout;
+            cmd("xz", &["-9e", "-T1", "-c", &s(f.input)])
+        }
+        "zstd" => {
+            out = Output::Stdout;
+            cmd("zstd", &["-19", "-q", "-c", &s(f.input)])
+        }
+        "zstd-ultra" => {
+            out = Output::Stdout;
+            cmd(
+                "zstd",
+                &["--ultra", "-22", "--long=27", "-q", "-c", &s(f.input)],
+            )
+        }
+        "brotli" => {
+            out = Output::Stdout;
+            cmd("brotli", &["-q", "11", "-c", &s(f.input)])
+        }
+        "lz4" => {
+            out = Output::Stdout;
+            cmd("lz4", &["-9", "-q", "-c", &s(f.input)])
+        }
+        "flac" => cmd(
+            "flac",
+            &["-8", "-s", "-f", "-o", &s(f.encoded), &s(f.input)],
+        ),
+        "opus" => cmd(
+            "opusenc",
+            &[
+                "--quiet",
+                "--serial",
+                "1",
+                "--bitrate",
+                &opus_kbps(lvl).to_string(),
+                &s(f.input),
+                &s(f.encoded),
+            ],
+        ),
+        "x264" => cmd(
+            "ffmpeg",
+            &[
+                "-nostdin",
+                "-y",
+                "-loglevel",
+                "error",
+                "-i",
+                &s(f.input),
+                "-c:v",
+                "libx264",
+                "-preset",
+                "medium",
+                "-crf",
+                &video_crf(lvl).to_string(),
+                "-threads",
+                &t,
+                "-pix_fmt",
+                "yuv420p",
+                "-f",
+                "h264",
+                &s(f.encoded),
+            ],
+        ),
+        "x265" => cmd(
+            "ffmpeg",
+            &[
+                "-nostdin",
+                "-y",
+                "-loglevel",
+                "error",
+                "-i",
+                &s(f.input),
+                "-c:v",
+                "libx265",
+                "-preset",
+                "medium",
+                "-crf",
+                &video_crf(lvl).to_string(),
+                "-x265-params",
+                &format!("log-level=error:pools={t}"),
+                "-pix_fmt",
+                "yuv420p",
+                "-f",
+                "hevc",
+                &s(f.encoded),
+            ],
+        ),
         other => anyhow::bail!("peer {other} is not wired into the harness yet"),
     };
     Ok((cmd, out))
@@ -296,7 +548,12 @@ pub fn encode_command(peer: &Peer, level: Option<u32>, f: &PeerFiles<'_>, thread
 ///
 /// # Errors
 /// For peers that are not wired.
-pub fn decode_command(peer: &Peer, f: &PeerFiles<'_>, threads: usize, sample_rate: Option<u32>) -> anyhow::Result<(Command, Output)> {
+pub fn decode_command(
+    peer: &Peer,
+    f: &PeerFiles<'_>,
+    threads: usize,
+    sample_rate: Option<u32>,
+) -> anyhow::Result<(Command, Output)> {
     let t = threads.max(1).to_string();
     let mut out = Output::File;
     let (enc, dec) = (s(f.encoded), s(f.decoded));
@@ -304,21 +561,61 @@ pub fn decode_command(peer: &Peer, f: &PeerFiles<'_>, threads: usize, sample_rat
         "jpeg" => cmd("djpeg", &["-pnm", "-outfile", &dec, &enc]),
         "webp" => cmd("dwebp", &["-quiet", &enc, "-ppm", "-o", &dec]),
         "avif" => cmd("avifdec", &["-j", &t, &enc, &dec]),
-        "jxl" => cmd("djxl", &[&enc, &dec, &format!("--num_threads={t}"), "--quiet"]),
-        "gzip" => { out = Output::Stdout; cmd("gzip", &["-d", "-c", &enc]) }
-        "bzip2" => { out = Output::Stdout; cmd("bzip2", &["-d", "-c", &enc]) }
-        "xz" | "xz-9e" => { out = Output::Stdout; cmd("xz", &["-d", "-c", &enc]) }
-        "zstd" => { out = Output::Stdout; cmd("zstd", &["-d", "-q", "-c", &enc]) }
-        "zstd-ultra" => { out = Output::Stdout; cmd("zstd", &["-d", "--long=27", "-q", "-c", &enc]) }
-        "brotli" => { out = Output::Stdout; cmd("brotli", &["-d", "-c", &enc]) }
-        "lz4" => { out = Output::Stdout; cmd("lz4", &["-d", "-q", "-c", &enc]) }
+        "jxl" => cmd(
+            "djxl",
+            &[&enc, &dec, &format!("--num_threads={t}"), "--quiet"],
+        ),
+        "gzip" => {
+            out = Output::Stdout;
+            cmd("gzip", &["-d", "-c", &enc])
+        }
+        "bzip2" => {
+            out = Output::Stdout;
+            cmd("bzip2", &["-d", "-c", &enc])
+        }
+        "xz" | "xz-9e" => {
+            out = Output::Stdout;
+            cmd("xz", &["-d", "-c", &enc])
+        }
+        "zstd" => {
+            out = Output::Stdout;
+            cmd("zstd", &["-d", "-q", "-c", &enc])
+        }
+        "zstd-ultra" => {
+            out = Output::Stdout;
+            cmd("zstd", &["-d", "--long=27", "-q", "-c", &enc])
+        }
+        "brotli" => {
+            out = Output::Stdout;
+            cmd("brotli", &["-d", "-c", &enc])
+        }
+        "lz4" => {
+            out = Output::Stdout;
+            cmd("lz4", &["-d", "-q", "-c", &enc])
+        }
         "flac" => cmd("flac", &["-d", "-s", "-f", "-o", &dec, &enc]),
         "opus" => {
             let rate = sample_rate.unwrap_or(48_000).to_string();
             cmd("opusdec", &["--quiet", "--rate", &rate, &enc, &dec])
         }
-        "x264" | "x265" => cmd("ffmpeg", &["-nostdin", "-y", "-loglevel", "error", "-threads", &t, "-i", &enc, "-pix_fmt", "yuv420p",
-            "-f", "yuv4mpegpipe", &dec]),
+        "x264" | "x265" => cmd(
+            "ffmpeg",
+            &[
+                "-nostdin",
+                "-y",
+                "-loglevel",
+                "error",
+                "-threads",
+                &t,
+                "-i",
+                &enc,
+                "-pix_fmt",
+                "yuv420p",
+                "-f",
+                "yuv4mpegpipe",
+                &dec,
+            ],
+        ),
         other => anyhow::bail!("peer {other} is not wired into the harness yet"),
     };
     Ok((cmd, out))
@@ -342,7 +639,10 @@ mod tests {
             assert!(avif_quantizer(l) > avif_quantizer(l + 1));
             assert!(video_crf(l) > video_crf(l + 1));
             assert!(opus_kbps(l) < opus_kbps(l + 1));
-            let (a, b): (f64, f64) = (jxl_distance(l).parse().unwrap(), jxl_distance(l + 1).parse().unwrap());
+            let (a, b): (f64, f64) = (
+                jxl_distance(l).parse().unwrap(),
+                jxl_distance(l + 1).parse().unwrap(),
+            );
             assert!(a > b);
         }
         // Above 8 the level is the tool's own quality.
@@ -354,7 +654,11 @@ mod tests {
     #[test]
     fn every_peer_has_a_unique_name() {
         for (i, p) in PEERS.iter().enumerate() {
-            assert!(PEERS[i + 1..].iter().all(|q| q.name != p.name), "{}", p.name);
+            assert!(
+                PEERS[i + 1..].iter().all(|q| q.name != p.name),
+                "{}",
+                p.name
+            );
             assert!(Peer::by_name(&p.name.to_uppercase()).is_some());
         }
     }

@@ -76,7 +76,12 @@ impl Curve {
     pub fn rd(&self, metric: &str) -> Vec<RdPoint> {
         self.points
             .iter()
-            .filter_map(|p| p.metrics.get(metric).map(|&q| RdPoint { rate: p.rate, quality: q }))
+            .filter_map(|p| {
+                p.metrics.get(metric).map(|&q| RdPoint {
+                    rate: p.rate,
+                    quality: q,
+                })
+            })
             .collect()
     }
 }
@@ -99,14 +104,18 @@ pub fn curves(results: &SweepResults) -> Vec<Curve> {
             let points = levels
                 .into_iter()
                 .filter_map(|level| {
-                    let at: Vec<&&Row> = rows.iter().filter(|r| r.level == level && r.ok()).collect();
+                    let at: Vec<&&Row> =
+                        rows.iter().filter(|r| r.level == level && r.ok()).collect();
                     if at.len() != n_inputs || at.is_empty() {
                         return None;
                     }
                     let n = at.len() as f64;
                     let mut metrics = BTreeMap::new();
                     for name in results.kind.metric_names() {
-                        let vals: Vec<f64> = at.iter().filter_map(|r| r.metrics.get(*name).copied()).collect();
+                        let vals: Vec<f64> = at
+                            .iter()
+                            .filter_map(|r| r.metrics.get(*name).copied())
+                            .collect();
                         if vals.len() == at.len() {
                             metrics.insert(name.to_string(), vals.iter().sum::<f64>() / n);
                         }
@@ -125,17 +134,121 @@ pub fn curves(results: &SweepResults) -> Vec<Curve> {
                     })
                 })
                 .collect();
-            Curve { codec: codec.clone(), points }
+            Curve {
+                codec: codec.clone(),
+                points,
+            }
         })
+        .chain(results.references.iter().cloned())
         .collect()
 }
 
+/// Reads a published rate-distortion curve in CompressAI's results format
+/// (`{"name": …, "results": {"bpp": […], "psnr": […], "ms-ssim": […]}}`), e.g. the VTM or
+/// mbt2018 points of CompressAI's `results/image/kodak/*.json`. Metric keys are renamed to
+/// this crate's (`ms-ssim` → `ms_ssim`); the rate is `bpp`.
+///
+/// # Errors
+/// No `bpp` array, arrays of different lengths, numbers that do not parse.
+pub fn parse_reference(json: &str, fallback_name: &str) -> anyhow::Result<Curve> {
+    let name = json_string(json, "name").unwrap_or_else(|| fallback_name.to_string());
+    let bpp = json_numbers(json, "bpp")?.ok_or_else(|| anyhow::anyhow!("no \"bpp\" array"))?;
+    let mut metrics: Vec<(String, Vec<f64>)> = Vec::new();
+    for (key, ours) in [
+        ("psnr", "psnr"),
+        ("ms-ssim", "ms_ssim"),
+        ("ms_ssim", "ms_ssim"),
+        ("psnr_yuv", "psnr_yuv"),
+    ] {
+        if let Some(v) = json_numbers(json, key)? {
+            anyhow::ensure!(
+                v.len() == bpp.len(),
+                "\"{key}\" has {} values, \"bpp\" has {}",
+                v.len(),
+                bpp.len()
+            );
+            if !metrics.iter().any(|(k, _)| k == ours) {
+                metrics.push((ours.to_string(), v));
+            }
+        }
+    }
+    let points = bpp
+        .iter()
+        .enumerate()
+        .map(|(i, &rate)| CurvePoint {
+            level: None,
+            setting: format!("point {}", i + 1),
+            rate,
+            metrics: metrics.iter().map(|(k, v)| (k.clone(), v[i])).collect(),
+            original_bytes: 0,
+            bytes: 0,
+            encode_ms: f64::NAN,
+            decode_ms: f64::NAN,
+            inputs: 0,
+            exact: 0,
+        })
+        .collect();
+    Ok(Curve {
+        codec: format!("{name} (published)"),
+        points,
+    })
+}
+
+/// The string value of the first `"key": "value"` in a JSON text (no escapes needed here).
+fn json_string(json: &str, key: &str) -> Option<String> {
+    let at = json.find(&format!("\"{key}\""))? + key.len() + 2;
+    let rest = json[at..]
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start()
+        .strip_prefix('"')?;
+    Some(rest[..rest.find('"')?].to_string())
+}
+
+/// The numbers of the first `"key": [ … ]` array in a JSON text; `None` if the key is absent.
+fn json_numbers(json: &str, key: &str) -> anyhow::Result<Option<Vec<f64>>> {
+    let Some(pos) = json.find(&format!("\"{key}\"")) else {
+        return Ok(None);
+    };
+    let rest = json[pos + key.len() + 2..].trim_start();
+    let rest = rest
+        .strip_prefix(':')
+        .map(str::trim_start)
+        .and_then(|r| r.strip_prefix('['));
+    let Some(rest) = rest else {
+        anyhow::bail!("\"{key}\" is not an array")
+    };
+    let end = rest
+        .find(']')
+        .ok_or_else(|| anyhow::anyhow!("\"{key}\": unterminated array"))?;
+    rest[..end]
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<f64>()
+                .map_err(|_| anyhow::anyhow!("\"{key}\": {t:?} is not a number"))
+        })
+        .collect::<anyhow::Result<Vec<f64>>>()
+        .map(Some)
+}
+
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }
 
 fn num(v: f64, decimals: usize) -> String {
-    if v.is_finite() { format!("{v:.decimals$}") } else if v.is_nan() { String::new() } else { "inf".into() }
+    if v.is_finite() {
+        format!("{v:.decimals$}")
+    } else if v.is_nan() {
+        String::new()
+    } else {
+        "inf".into()
+    }
 }
 
 /// The CSV text: a header and one line per row.
@@ -143,9 +256,25 @@ pub fn csv(results: &SweepResults) -> String {
     let kind = results.kind;
     let metrics = kind.metric_names();
     let mut s = String::new();
-    let mut header = vec!["file", "codec", "setting", "level", "bytes", "original_bytes", kind.rate_name(), "ratio"];
+    let mut header = vec![
+        "file",
+        "codec",
+        "setting",
+        "level",
+        "bytes",
+        "original_bytes",
+        kind.rate_name(),
+        "ratio",
+    ];
     header.extend_from_slice(metrics);
-    header.extend_from_slice(&["encode_ms", "decode_ms", "encode_mb_s", "decode_mb_s", "exact", "status"]);
+    header.extend_from_slice(&[
+        "encode_ms",
+        "decode_ms",
+        "encode_mb_s",
+        "decode_mb_s",
+        "exact",
+        "status",
+    ]);
     s.push_str(&header.join(","));
     s.push('\n');
     for r in &results.rows {
@@ -156,16 +285,34 @@ pub fn csv(results: &SweepResults) -> String {
             r.level.map(|l| l.to_string()).unwrap_or_default(),
         ];
         let measured = r.error.is_none();
-        f.push(if measured { r.bytes.to_string() } else { String::new() });
+        f.push(if measured {
+            r.bytes.to_string()
+        } else {
+            String::new()
+        });
         f.push(r.original_bytes.to_string());
-        f.push(if measured { num(r.rate(), 6) } else { String::new() });
-        f.push(if measured { num(r.ratio(), 4) } else { String::new() });
+        f.push(if measured {
+            num(r.rate(), 6)
+        } else {
+            String::new()
+        });
+        f.push(if measured {
+            num(r.ratio(), 4)
+        } else {
+            String::new()
+        });
         for m in metrics {
             f.push(r.metrics.get(*m).map(|&v| num(v, 6)).unwrap_or_default());
         }
         f.push(num(r.encode_ms, 3));
         f.push(num(r.decode_ms, 3));
-        let mb = |ms: f64| if measured && ms > 0.0 { num(r.original_bytes as f64 / 1e3 / ms, 3) } else { String::new() };
+        let mb = |ms: f64| {
+            if measured && ms > 0.0 {
+                num(r.original_bytes as f64 / 1e3 / ms, 3)
+            } else {
+                String::new()
+            }
+        };
         f.push(mb(r.encode_ms));
         f.push(mb(r.decode_ms));
         f.push(r.exact.map(|e| e.to_string()).unwrap_or_default());
@@ -182,10 +329,19 @@ pub fn csv(results: &SweepResults) -> String {
 
 /// Picks the anchor curve: the named one (a bare `lcodec` matches the first lcodec curve),
 /// else the kind's default, else the first curve with points.
-fn pick_anchor<'c>(curves: &'c [Curve], wanted: Option<&str>, kind: DataKind, notes: &mut Vec<String>) -> Option<&'c Curve> {
+fn pick_anchor<'c>(
+    curves: &'c [Curve],
+    wanted: Option<&str>,
+    kind: DataKind,
+    notes: &mut Vec<String>,
+) -> Option<&'c Curve> {
     let find = |name: &str| {
         curves.iter().filter(|c| !c.points.is_empty()).find(|c| {
-            c.codec.eq_ignore_ascii_case(name) || (name.eq_ignore_ascii_case("lcodec") && c.codec.starts_with("lcodec-"))
+            c.codec.eq_ignore_ascii_case(name)
+                || c.codec
+                    .strip_suffix(" (published)")
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+                || (name.eq_ignore_ascii_case("lcodec") && c.codec.starts_with("lcodec-"))
         })
     };
     if let Some(w) = wanted {
@@ -215,8 +371,20 @@ pub fn summary(results: &SweepResults, anchor: Option<&str>) -> String {
         results.codec_threads
     );
     let _ = writeln!(s, "| codec | command |\n|---|---|");
-    for c in &results.codecs {
-        let _ = writeln!(s, "| {c} | `{}` |", results.codec_commands.get(c).map(String::as_str).unwrap_or(""));
+    for c in results
+        .codecs
+        .iter()
+        .chain(results.references.iter().map(|r| &r.codec))
+    {
+        let _ = writeln!(
+            s,
+            "| {c} | `{}` |",
+            results
+                .codec_commands
+                .get(c)
+                .map(String::as_str)
+                .unwrap_or("")
+        );
     }
     s.push('\n');
 
@@ -230,7 +398,10 @@ pub fn summary(results: &SweepResults, anchor: Option<&str>) -> String {
     if !failed.is_empty() {
         let _ = writeln!(s, "\n## Failed runs ({})\n", failed.len());
         for r in failed {
-            let why = r.error.clone().unwrap_or_else(|| "round trip not exact".into());
+            let why = r
+                .error
+                .clone()
+                .unwrap_or_else(|| "round trip not exact".into());
             let _ = writeln!(s, "- {} / {} / {}: {}", r.file, r.codec, r.setting, why);
         }
     }
@@ -263,7 +434,9 @@ fn lossless_summary(s: &mut String, curves: &[Curve], anchor: Option<&Curve>) {
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
     for c in curves {
         for p in &c.points {
-            let vs = anchor_bytes.map(|a| format!("{:+.1}%", (p.bytes as f64 / a.max(1) as f64 - 1.0) * 100.0)).unwrap_or_default();
+            let vs = anchor_bytes
+                .map(|a| format!("{:+.1}%", (p.bytes as f64 / a.max(1) as f64 - 1.0) * 100.0))
+                .unwrap_or_default();
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {} | {:.3} | {:.3} | {:.2} | {:.2} | {} | {}/{} |",
@@ -302,10 +475,21 @@ fn lossy_summary(s: &mut String, kind: DataKind, curves: &[Curve], anchor: Optio
         for p in &c.points {
             let mut line = format!("| {} | {} | {:.4} |", c.codec, p.setting, p.rate);
             for m in metrics {
-                line.push_str(&format!(" {} |", p.metrics.get(*m).map(|v| num(*v, 4)).unwrap_or_default()));
+                line.push_str(&format!(
+                    " {} |",
+                    p.metrics.get(*m).map(|v| num(*v, 4)).unwrap_or_default()
+                ));
             }
             let n = p.inputs.max(1) as f64;
-            line.push_str(&format!(" {:.1} | {:.1} |", p.encode_ms / n, p.decode_ms / n));
+            if p.inputs == 0 {
+                line.push_str(" (published) | |");
+            } else {
+                line.push_str(&format!(
+                    " {:.1} | {:.1} |",
+                    p.encode_ms / n,
+                    p.decode_ms / n
+                ));
+            }
             let _ = writeln!(s, "{line}");
         }
         if c.points.is_empty() {
@@ -328,13 +512,32 @@ fn lossy_summary(s: &mut String, kind: DataKind, curves: &[Curve], anchor: Optio
              Positive = more bits than {} at equal quality. BD-{m} is the mean quality gain at equal rate.\n",
             a.codec, a.codec
         );
-        let _ = writeln!(s, "| codec | points | fit degree | BD-rate | BD-{m} |\n|---|---|---|---|---|");
+        let _ = writeln!(
+            s,
+            "| codec | points | fit degree (anchor/curve) | BD-rate | BD-{m} |\n|---|---|---|---|---|"
+        );
         for c in curves {
             let rc = c.rd(m);
-            let deg = bdrate::fit_degree(rc.len().min(ra.len()));
-            let bd = bdrate::bd_rate(&ra, &rc).map(|v| format!("{v:+.2}%")).unwrap_or_else(|| "n/a".into());
-            let bq = bdrate::bd_quality(&ra, &rc).map(|v| format!("{v:+.4}")).unwrap_or_else(|| "n/a".into());
-            let _ = writeln!(s, "| {} | {} | {} | {} | {} |", c.codec, rc.len(), deg, bd, bq);
+            let deg = format!(
+                "{}/{}",
+                bdrate::fit_degree(ra.len()),
+                bdrate::fit_degree(rc.len())
+            );
+            let bd = bdrate::bd_rate(&ra, &rc)
+                .map(|v| format!("{v:+.2}%"))
+                .unwrap_or_else(|| "n/a".into());
+            let bq = bdrate::bd_quality(&ra, &rc)
+                .map(|v| format!("{v:+.4}"))
+                .unwrap_or_else(|| "n/a".into());
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} |",
+                c.codec,
+                rc.len(),
+                deg,
+                bd,
+                bq
+            );
         }
     }
 }
@@ -374,7 +577,12 @@ fn rd_plot(path: &Path, kind: DataKind, metric: &str, curves: &[Curve]) -> anyho
     let series: Vec<(&str, Vec<(f64, f64)>)> = curves
         .iter()
         .map(|c| {
-            let mut pts: Vec<(f64, f64)> = c.rd(metric).iter().map(|p| (p.rate, p.quality)).filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
+            let mut pts: Vec<(f64, f64)> = c
+                .rd(metric)
+                .iter()
+                .map(|p| (p.rate, p.quality))
+                .filter(|p| p.0.is_finite() && p.1.is_finite())
+                .collect();
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
             (c.codec.as_str(), pts)
         })
@@ -384,7 +592,12 @@ fn rd_plot(path: &Path, kind: DataKind, metric: &str, curves: &[Curve]) -> anyho
         return Ok(false);
     }
     let all = series.iter().flat_map(|(_, p)| p.iter());
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+    let (mut x0, mut x1, mut y0, mut y1) = (
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    );
     for &(x, y) in all {
         x0 = x0.min(x);
         x1 = x1.max(x);
@@ -396,7 +609,10 @@ fn rd_plot(path: &Path, kind: DataKind, metric: &str, curves: &[Curve]) -> anyho
     let root = SVGBackend::new(path, (800, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(format!("{kind}: {metric} vs {}", kind.rate_name()), ("sans-serif", 22))
+        .caption(
+            format!("{kind}: {metric} vs {}", kind.rate_name()),
+            ("sans-serif", 22),
+        )
         .margin(16)
         .x_label_area_size(44)
         .y_label_area_size(60)
@@ -412,10 +628,15 @@ fn rd_plot(path: &Path, kind: DataKind, metric: &str, curves: &[Curve]) -> anyho
         let color = PALETTE[i % PALETTE.len()];
         let width = if name.starts_with("lcodec") { 3 } else { 2 };
         chart
-            .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(width)))
+            .draw_series(LineSeries::new(
+                pts.iter().copied(),
+                color.stroke_width(width),
+            ))
             .map_err(plot_err)?
             .label(name.to_string())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3))
+            });
         chart
             .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
             .map_err(plot_err)?;
@@ -437,7 +658,11 @@ fn ratio_plot(path: &Path, curves: &[Curve]) -> anyhow::Result<bool> {
         .iter()
         .flat_map(|c| {
             c.points.iter().map(move |p| {
-                let label = if c.points.len() > 1 { format!("{} {}", c.codec, p.setting) } else { c.codec.clone() };
+                let label = if c.points.len() > 1 {
+                    format!("{} {}", c.codec, p.setting)
+                } else {
+                    c.codec.clone()
+                };
                 (label, p.encode_mb_s(), p.ratio())
             })
         })
@@ -447,8 +672,12 @@ fn ratio_plot(path: &Path, curves: &[Curve]) -> anyhow::Result<bool> {
         return Ok(false);
     }
     let xs = pts.iter().map(|p| p.1);
-    let (x0, x1) = xs.fold((f64::INFINITY, 0.0f64), |(lo, hi), x| (lo.min(x), hi.max(x)));
-    let (y0, y1) = pts.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), p| (lo.min(p.2), hi.max(p.2)));
+    let (x0, x1) = xs.fold((f64::INFINITY, 0.0f64), |(lo, hi), x| {
+        (lo.min(x), hi.max(x))
+    });
+    let (y0, y1) = pts.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), p| {
+        (lo.min(p.2), hi.max(p.2))
+    });
     let (y0, y1) = padded(y0.min(1.0), y1);
     let root = SVGBackend::new(path, (800, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
@@ -493,10 +722,15 @@ fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
 ///
 /// # Errors
 /// The folder or a file cannot be written.
-pub fn write_outputs(results: &SweepResults, out: &Path, anchor: Option<&str>) -> anyhow::Result<Outputs> {
+pub fn write_outputs(
+    results: &SweepResults,
+    out: &Path,
+    anchor: Option<&str>,
+) -> anyhow::Result<Outputs> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let csv_path = out.join("results.csv");
-    std::fs::write(&csv_path, csv(results)).with_context(|| format!("writing {}", csv_path.display()))?;
+    std::fs::write(&csv_path, csv(results))
+        .with_context(|| format!("writing {}", csv_path.display()))?;
     let cs = curves(results);
     let mut plots = Vec::new();
     if results.kind.is_lossless() {
@@ -513,6 +747,43 @@ pub fn write_outputs(results: &SweepResults, out: &Path, anchor: Option<&str>) -
         }
     }
     let summary_path = out.join("summary.md");
-    std::fs::write(&summary_path, summary(results, anchor)).with_context(|| format!("writing {}", summary_path.display()))?;
-    Ok(Outputs { csv: csv_path, plots, summary: summary_path })
+    std::fs::write(&summary_path, summary(results, anchor))
+        .with_context(|| format!("writing {}", summary_path.display()))?;
+    Ok(Outputs {
+        csv: csv_path,
+        plots,
+        summary: summary_path,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compressai_results_json_parses() {
+        let j = r#"{"name": "VTM", "description": "x", "results": {"psnr": [26.1, 28.5],
+            "ms-ssim": [0.86, 0.91], "bpp": [0.048, 0.112], "encoding_time": [18.9, 39.7]}}"#;
+        let c = parse_reference(j, "file").unwrap();
+        assert_eq!(c.codec, "VTM (published)");
+        assert_eq!(c.points.len(), 2);
+        assert_eq!(c.points[1].rate, 0.112);
+        assert_eq!(c.points[0].metrics["ms_ssim"], 0.86);
+        assert!(parse_reference(r#"{"results": {"psnr": [1, 2]}}"#, "f").is_err());
+        assert!(parse_reference(r#"{"results": {"bpp": [1, 2], "psnr": [1]}}"#, "f").is_err());
+        assert!(parse_reference(r#"{"results": {"bpp": [1, "x"]}}"#, "f").is_err());
+        assert_eq!(
+            parse_reference(r#"{"results": {"bpp": [0.5]}}"#, "f")
+                .unwrap()
+                .codec,
+            "f (published)"
+        );
+    }
+
+    #[test]
+    fn csv_fields_with_commas_are_quoted() {
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\", ok"), "\"say \"\"hi\"\", ok\"");
+        assert_eq!(csv_field("plain"), "plain");
+    }
 }

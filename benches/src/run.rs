@@ -32,7 +32,10 @@ pub fn list_inputs(kind: DataKind, data: &Path) -> anyhow::Result<Vec<PathBuf>> 
     while let Some(dir) = stack.pop() {
         for e in std::fs::read_dir(&dir).with_context(|| format!("{}", dir.display()))? {
             let p = e?.path();
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             if name.starts_with('.') {
                 continue;
             }
@@ -48,13 +51,28 @@ pub fn list_inputs(kind: DataKind, data: &Path) -> anyhow::Result<Vec<PathBuf>> 
 }
 
 fn ext(p: &Path) -> String {
-    p.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default()
+    p.extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default()
 }
 
 /// Data-set paperwork (READMEs, licences, checksums) that a folder sweep leaves out.
 fn is_paperwork(p: &Path) -> bool {
-    let name = p.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
-    ["readme", "source_readme", "license", "licence", "citation", "manifest", "copying"].iter().any(|k| name.starts_with(k))
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    [
+        "readme",
+        "source_readme",
+        "license",
+        "licence",
+        "citation",
+        "manifest",
+        "copying",
+    ]
+    .iter()
+    .any(|k| name.starts_with(k))
         || matches!(ext(p).as_str(), "md" | "sha256")
 }
 
@@ -100,8 +118,16 @@ struct Prepared {
     _dir: tempfile::TempDir,
 }
 
-fn prepare(kind: DataKind, path: &Path, name: String, codec_threads: usize) -> anyhow::Result<Prepared> {
-    let dir = tempfile::Builder::new().prefix("lcodec-sweep-").tempdir().context("creating a temporary folder")?;
+fn prepare(
+    kind: DataKind,
+    path: &Path,
+    name: String,
+    codec_threads: usize,
+) -> anyhow::Result<Prepared> {
+    let dir = tempfile::Builder::new()
+        .prefix("lcodec-sweep-")
+        .tempdir()
+        .context("creating a temporary folder")?;
     let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let original_bytes = raw.len() as u64;
     let mut p = Prepared {
@@ -119,7 +145,8 @@ fn prepare(kind: DataKind, path: &Path, name: String, codec_threads: usize) -> a
     let d = p._dir.path().to_path_buf();
     match kind {
         DataKind::Image => {
-            let img = media::decode_rgb8(&raw).with_context(|| format!("decoding {}", path.display()))?;
+            let img =
+                media::decode_rgb8(&raw).with_context(|| format!("decoding {}", path.display()))?;
             // Every codec gets the same canonical 8-bit RGB picture: PPM for cjpeg, PNG for the others and lcodec.
             let ppm = d.join("input.ppm");
             std::fs::write(&ppm, media::ppm_bytes(&img))?;
@@ -149,7 +176,8 @@ fn prepare(kind: DataKind, path: &Path, name: String, codec_threads: usize) -> a
             p.reference = Reference::Audio(audio);
         }
         DataKind::Video => {
-            let video = media::parse_y4m(&raw).with_context(|| format!("reading {}", path.display()))?;
+            let video =
+                media::parse_y4m(&raw).with_context(|| format!("reading {}", path.display()))?;
             p.units = (video.width * video.height * video.frames.len()) as f64;
             p.bytes = raw;
             p.reference = Reference::Video(video);
@@ -168,10 +196,15 @@ fn prepare(kind: DataKind, path: &Path, name: String, codec_threads: usize) -> a
 /// KITTI velodyne `.bin`: float32 little-endian x, y, z, reflectance per point.
 fn kitti_points(b: &[u8]) -> anyhow::Result<Vec<[f64; 3]>> {
     if b.len() % 16 != 0 || b.is_empty() {
-        bail!("{} bytes is not a whole number of KITTI points (16 bytes each)", b.len());
+        bail!(
+            "{} bytes is not a whole number of KITTI points (16 bytes each)",
+            b.len()
+        );
     }
     let f = |c: &[u8]| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
-    Ok(b.chunks_exact(16).map(|c| [f(&c[0..4]), f(&c[4..8]), f(&c[8..12])]).collect())
+    Ok(b.chunks_exact(16)
+        .map(|c| [f(&c[0..4]), f(&c[4..8]), f(&c[8..12])])
+        .collect())
 }
 
 /// Converts FLAC (flac) or other audio (ffmpeg) to WAV for the reference.
@@ -182,10 +215,23 @@ fn to_wav(src: &Path, dst: &Path, threads: usize) -> anyhow::Result<Vec<u8>> {
         c
     } else if peers::which("ffmpeg").is_some() {
         let mut c = Command::new("ffmpeg");
-        c.args(["-nostdin", "-y", "-loglevel", "error", "-threads", &threads.to_string(), "-i"]).arg(src).arg(dst);
+        c.args([
+            "-nostdin",
+            "-y",
+            "-loglevel",
+            "error",
+            "-threads",
+            &threads.to_string(),
+            "-i",
+        ])
+        .arg(src)
+        .arg(dst);
         c
     } else {
-        bail!("{}: needs flac or ffmpeg to convert to WAV (scripts/install-peers.sh)", src.display());
+        bail!(
+            "{}: needs flac or ffmpeg to convert to WAV (scripts/install-peers.sh)",
+            src.display()
+        );
     };
     run_tool(&mut c, None)?;
     std::fs::read(dst).with_context(|| format!("reading {}", dst.display()))
@@ -195,11 +241,15 @@ fn to_wav(src: &Path, dst: &Path, threads: usize) -> anyhow::Result<Vec<u8>> {
 fn run_tool(cmd: &mut Command, stdout_to: Option<&Path>) -> anyhow::Result<f64> {
     cmd.stdin(Stdio::null()).stderr(Stdio::piped());
     match stdout_to {
-        Some(p) => cmd.stdout(File::create(p).with_context(|| format!("creating {}", p.display()))?),
+        Some(p) => {
+            cmd.stdout(File::create(p).with_context(|| format!("creating {}", p.display()))?)
+        }
         None => cmd.stdout(Stdio::null()),
     };
     let start = Instant::now();
-    let out = cmd.output().with_context(|| format!("running {:?}", cmd.get_program()))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {:?}", cmd.get_program()))?;
     let ms = start.elapsed().as_secs_f64() * 1e3;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
@@ -293,7 +343,10 @@ pub fn sweep(cfg: &SweepConfig, registry: &lcodec::Registry) -> anyhow::Result<S
     let mut runners: Vec<Runner<'_>> = Vec::new();
     let mut commands = BTreeMap::new();
     let wanted: Vec<String> = if cfg.lcodec.is_empty() {
-        let own = kind.lcodec_codecs().iter().find_map(|n| registry.by_name(n));
+        let own = kind
+            .lcodec_codecs()
+            .iter()
+            .find_map(|n| registry.by_name(n));
         match own {
             Some(c) => vec![c.info().name.to_string()],
             None if kind.is_lossless() => {
@@ -317,7 +370,14 @@ pub fn sweep(cfg: &SweepConfig, registry: &lcodec::Registry) -> anyhow::Result<S
     for n in &wanted {
         match registry.by_name(n) {
             Some(c) => {
-                commands.insert(format!("lcodec-{}", c.info().name), format!("lcodec --codec {} -q Q ({})", c.info().name, c.info().description));
+                commands.insert(
+                    format!("lcodec-{}", c.info().name),
+                    format!(
+                        "lcodec --codec {} -q Q ({})",
+                        c.info().name,
+                        c.info().description
+                    ),
+                );
                 runners.push(Runner::Lcodec(c));
             }
             None => note(format!("lcodec {n} codec is not in this build; skipped")),
@@ -330,15 +390,44 @@ pub fn sweep(cfg: &SweepConfig, registry: &lcodec::Registry) -> anyhow::Result<S
             bail!("unknown peer {name:?} (known: {})", known.join(", "));
         };
         if !peer.fits(kind) {
-            note(format!("peer {} does not apply to {kind} inputs; skipped", peer.name));
+            note(format!(
+                "peer {} does not apply to {kind} inputs; skipped",
+                peer.name
+            ));
         } else if !peer.wired() {
-            note(format!("peer {} ({}) is a hook for now; skipped", peer.name, peer.command));
+            note(format!(
+                "peer {} ({}) is a hook for now; skipped",
+                peer.name, peer.command
+            ));
         } else if let Some(tool) = peer.missing_tool() {
-            note(format!("peer {} skipped: `{tool}` not found (scripts/install-peers.sh installs it)", peer.name));
-        } else if !runners.iter().any(|r| matches!(r, Runner::Peer(p) if p.name == peer.name)) {
+            note(format!(
+                "peer {} skipped: `{tool}` not found (scripts/install-peers.sh installs it)",
+                peer.name
+            ));
+        } else if !runners
+            .iter()
+            .any(|r| matches!(r, Runner::Peer(p) if p.name == peer.name))
+        {
             commands.insert(peer.name.to_string(), peer.command.to_string());
             runners.push(Runner::Peer(peer));
         }
+    }
+
+    let mut references = Vec::new();
+    for path in &cfg.references {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let curve = crate::report::parse_reference(&text, &stem)
+            .with_context(|| format!("{}", path.display()))?;
+        commands.insert(
+            curve.codec.clone(),
+            format!("published points from {}", path.display()),
+        );
+        references.push(curve);
     }
 
     let jobs_per_input: Vec<(usize, Option<u32>)> = runners
@@ -352,7 +441,9 @@ pub fn sweep(cfg: &SweepConfig, registry: &lcodec::Registry) -> anyhow::Result<S
     let text_progress = cfg.progress && !std::io::stderr().is_terminal();
     let bar = if cfg.progress && std::io::stderr().is_terminal() {
         let b = indicatif::ProgressBar::new(total);
-        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} {msg}") {
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} {msg}",
+        ) {
             b.set_style(style);
         }
         b
@@ -360,7 +451,10 @@ pub fn sweep(cfg: &SweepConfig, registry: &lcodec::Registry) -> anyhow::Result<S
         indicatif::ProgressBar::hidden()
     };
 
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.threads).build().context("starting the thread pool")?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.threads)
+        .build()
+        .context("starting the thread pool")?;
     let per_input: Vec<anyhow::Result<Vec<Row>>> = pool.install(|| {
         paths
             .par_iter()
@@ -381,7 +475,10 @@ pub fn sweep(cfg: &SweepConfig, registry: &lcodec::Registry) -> anyhow::Result<S
                         if let Some(e) = &row.error {
                             note(format!("{} {} {}: {e}", row.file, row.codec, row.setting));
                         } else if row.exact == Some(false) {
-                            note(format!("{} {} {}: round trip is NOT exact", row.file, row.codec, row.setting));
+                            note(format!(
+                                "{} {} {}: round trip is NOT exact",
+                                row.file, row.codec, row.setting
+                            ));
                         }
                         row
                     })
@@ -404,7 +501,11 @@ pub fn sweep(cfg: &SweepConfig, registry: &lcodec::Registry) -> anyhow::Result<S
         }
     }
     if inputs.is_empty() {
-        bail!("none of the {} inputs under {} could be read", paths.len(), cfg.data.display());
+        bail!(
+            "none of the {} inputs under {} could be read",
+            paths.len(),
+            cfg.data.display()
+        );
     }
     let mut notes = notes.into_inner().unwrap_or_default();
     // Notes from parallel jobs arrive in any order; sort for a deterministic summary.
@@ -419,10 +520,17 @@ pub fn sweep(cfg: &SweepConfig, registry: &lcodec::Registry) -> anyhow::Result<S
         notes,
         codec_threads: cfg.codec_threads,
         threads: pool.current_num_threads(),
+        references,
     })
 }
 
-fn run_job(cfg: &SweepConfig, registry: &lcodec::Registry, runner: Runner<'_>, level: Option<u32>, prep: &Prepared) -> Row {
+fn run_job(
+    cfg: &SweepConfig,
+    registry: &lcodec::Registry,
+    runner: Runner<'_>,
+    level: Option<u32>,
+    prep: &Prepared,
+) -> Row {
     let mut row = Row {
         file: prep.name.clone(),
         codec: runner.label(),
@@ -450,7 +558,14 @@ fn run_job(cfg: &SweepConfig, registry: &lcodec::Registry, runner: Runner<'_>, l
     row
 }
 
-fn run_lcodec(cfg: &SweepConfig, registry: &lcodec::Registry, codec: &dyn lcodec::Codec, level: Option<u32>, prep: &Prepared, row: &mut Row) -> anyhow::Result<()> {
+fn run_lcodec(
+    cfg: &SweepConfig,
+    registry: &lcodec::Registry,
+    codec: &dyn lcodec::Codec,
+    level: Option<u32>,
+    prep: &Prepared,
+    row: &mut Row,
+) -> anyhow::Result<()> {
     let opts = lcodec::EncodeOptions {
         quality: level,
         threads: cfg.codec_threads,
@@ -460,10 +575,14 @@ fn run_lcodec(cfg: &SweepConfig, registry: &lcodec::Registry, codec: &dyn lcodec
     };
     let mut packed = Vec::new();
     let t = Instant::now();
-    lcodec::encode_with(codec, &mut &prep.bytes[..], &mut packed, &opts).context("lcodec encode")?;
+    lcodec::encode_with(codec, &mut &prep.bytes[..], &mut packed, &opts)
+        .context("lcodec encode")?;
     row.encode_ms = t.elapsed().as_secs_f64() * 1e3;
     row.bytes = packed.len() as u64;
-    let dopts = lcodec::DecodeOptions { threads: cfg.codec_threads, ..Default::default() };
+    let dopts = lcodec::DecodeOptions {
+        threads: cfg.codec_threads,
+        ..Default::default()
+    };
     let mut out = Vec::new();
     let t = Instant::now();
     lcodec::decode(registry, &mut &packed[..], &mut out, &dopts).context("lcodec decode")?;
@@ -471,8 +590,17 @@ fn run_lcodec(cfg: &SweepConfig, registry: &lcodec::Registry, codec: &dyn lcodec
     evaluate(cfg, prep, &out, codec.info().lossless, row)
 }
 
-fn run_peer(cfg: &SweepConfig, peer: &'static Peer, level: Option<u32>, prep: &Prepared, row: &mut Row) -> anyhow::Result<()> {
-    let dir = tempfile::Builder::new().prefix("lcodec-peer-").tempdir().context("creating a temporary folder")?;
+fn run_peer(
+    cfg: &SweepConfig,
+    peer: &'static Peer,
+    level: Option<u32>,
+    prep: &Prepared,
+    row: &mut Row,
+) -> anyhow::Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("lcodec-peer-")
+        .tempdir()
+        .context("creating a temporary folder")?;
     let encoded = dir.path().join(format!("enc.{}", peers::encoded_ext(peer)));
     let decoded = dir.path().join(format!("dec.{}", peers::decoded_ext(peer)));
     let files = PeerFiles {
@@ -483,16 +611,31 @@ fn run_peer(cfg: &SweepConfig, peer: &'static Peer, level: Option<u32>, prep: &P
         decoded: &decoded,
     };
     let (mut enc, out) = peers::encode_command(peer, level, &files, cfg.codec_threads)?;
-    row.encode_ms = run_tool(&mut enc, matches!(out, Output::Stdout).then_some(encoded.as_path()))?;
-    row.bytes = std::fs::metadata(&encoded).with_context(|| format!("{} wrote no output", peer.name))?.len();
+    row.encode_ms = run_tool(
+        &mut enc,
+        matches!(out, Output::Stdout).then_some(encoded.as_path()),
+    )?;
+    row.bytes = std::fs::metadata(&encoded)
+        .with_context(|| format!("{} wrote no output", peer.name))?
+        .len();
     let (mut dec, out) = peers::decode_command(peer, &files, cfg.codec_threads, prep.sample_rate)?;
-    row.decode_ms = run_tool(&mut dec, matches!(out, Output::Stdout).then_some(decoded.as_path()))?;
-    let bytes = std::fs::read(&decoded).with_context(|| format!("reading {}", decoded.display()))?;
+    row.decode_ms = run_tool(
+        &mut dec,
+        matches!(out, Output::Stdout).then_some(decoded.as_path()),
+    )?;
+    let bytes =
+        std::fs::read(&decoded).with_context(|| format!("reading {}", decoded.display()))?;
     evaluate(cfg, prep, &bytes, peer.lossless, row)
 }
 
 /// Compares a decoded output with the reference and fills the row's metrics.
-fn evaluate(cfg: &SweepConfig, prep: &Prepared, decoded: &[u8], lossless: bool, row: &mut Row) -> anyhow::Result<()> {
+fn evaluate(
+    cfg: &SweepConfig,
+    prep: &Prepared,
+    decoded: &[u8],
+    lossless: bool,
+    row: &mut Row,
+) -> anyhow::Result<()> {
     match &prep.reference {
         Reference::Bytes => {
             row.exact = Some(decoded == prep.bytes.as_slice());
@@ -500,7 +643,13 @@ fn evaluate(cfg: &SweepConfig, prep: &Prepared, decoded: &[u8], lossless: bool, 
         Reference::Image(reference) => {
             let img = media::decode_rgb8(decoded).context("decoded output")?;
             if (img.width, img.height) != (reference.width, reference.height) {
-                bail!("decoded {}x{}, expected {}x{}", img.width, img.height, reference.width, reference.height);
+                bail!(
+                    "decoded {}x{}, expected {}x{}",
+                    img.width,
+                    img.height,
+                    reference.width,
+                    reference.height
+                );
             }
             let psnr = metrics::psnr(reference, &img).context("PSNR")?;
             row.metrics.insert("psnr".into(), psnr);
@@ -516,21 +665,36 @@ fn evaluate(cfg: &SweepConfig, prep: &Prepared, decoded: &[u8], lossless: bool, 
         Reference::Audio(reference) => {
             let a = media::parse_wav(decoded).context("decoded output")?;
             if a.channels != reference.channels {
-                bail!("decoded {} channels, expected {}", a.channels, reference.channels);
+                bail!(
+                    "decoded {} channels, expected {}",
+                    a.channels,
+                    reference.channels
+                );
             }
-            let snr = metrics::snr_db(&reference.samples, &a.samples).context("SNR of empty audio")?;
+            let snr =
+                metrics::snr_db(&reference.samples, &a.samples).context("SNR of empty audio")?;
             row.metrics.insert("snr_db".into(), snr);
-            row.metrics.insert("kbps".into(), row.bytes as f64 * 8.0 / reference.seconds().max(1e-9) / 1e3);
+            row.metrics.insert(
+                "kbps".into(),
+                row.bytes as f64 * 8.0 / reference.seconds().max(1e-9) / 1e3,
+            );
             if lossless {
                 row.exact = Some(a.samples == reference.samples);
             }
         }
         Reference::Video(reference) => {
             let v = media::parse_y4m(decoded).context("decoded output")?;
-            if (v.width, v.height, v.frames.len()) != (reference.width, reference.height, reference.frames.len()) {
+            if (v.width, v.height, v.frames.len())
+                != (reference.width, reference.height, reference.frames.len())
+            {
                 bail!(
                     "decoded {}x{} x {} frames, expected {}x{} x {}",
-                    v.width, v.height, v.frames.len(), reference.width, reference.height, reference.frames.len()
+                    v.width,
+                    v.height,
+                    v.frames.len(),
+                    reference.width,
+                    reference.height,
+                    reference.frames.len()
                 );
             }
             video_metrics(cfg, reference, &v, row);
@@ -540,7 +704,8 @@ fn evaluate(cfg: &SweepConfig, prep: &Prepared, decoded: &[u8], lossless: bool, 
         }
         Reference::Points(reference) => {
             let pts = kitti_points(decoded).context("decoded output")?;
-            let (max, mean) = metrics::point_errors(reference, &pts).context("point counts differ")?;
+            let (max, mean) =
+                metrics::point_errors(reference, &pts).context("point counts differ")?;
             row.metrics.insert("max_error".into(), max);
             row.metrics.insert("mean_error".into(), mean);
             if lossless {
@@ -561,14 +726,23 @@ fn video_metrics(cfg: &SweepConfig, r: &Video, d: &Video, row: &mut Row) {
     let mut ms = 0.0;
     let mut ms_ok = cfg.ms_ssim;
     for (fr, fd) in r.frames.iter().zip(&d.frames) {
-        let planes = [(0, ylen), (ylen, ylen + clen), (ylen + clen, ylen + 2 * clen)];
+        let planes = [
+            (0, ylen),
+            (ylen, ylen + clen),
+            (ylen + clen, ylen + 2 * clen),
+        ];
         for (k, (a, b)) in planes.iter().enumerate() {
             let m = metrics::mse(&fr[*a..*b], &fd[*a..*b]).unwrap_or(0.0);
             // Identical planes would be infinite; cap at 100 dB so averages stay finite.
             sums[k] += metrics::psnr_from_mse(m).min(100.0);
         }
         if ms_ok {
-            let plane = |f: &[u8]| Image8 { width: w, height: h, channels: 1, data: f[..ylen].to_vec() };
+            let plane = |f: &[u8]| Image8 {
+                width: w,
+                height: h,
+                channels: 1,
+                data: f[..ylen].to_vec(),
+            };
             match metrics::ms_ssim(&plane(fr), &plane(fd)) {
                 Some(v) => ms += v,
                 None => ms_ok = false,
@@ -580,7 +754,8 @@ fn video_metrics(cfg: &SweepConfig, r: &Video, d: &Video, row: &mut Row) {
     row.metrics.insert("psnr_y".into(), y);
     row.metrics.insert("psnr_u".into(), u);
     row.metrics.insert("psnr_v".into(), v);
-    row.metrics.insert("psnr_yuv".into(), (6.0 * y + u + v) / 8.0);
+    row.metrics
+        .insert("psnr_yuv".into(), (6.0 * y + u + v) / 8.0);
     if ms_ok {
         row.metrics.insert("ms_ssim_y".into(), ms / n);
     }

@@ -7,24 +7,33 @@ use std::path::{Path, PathBuf};
 use lcodec_bench::{DataKind, SweepConfig, media, metrics::Image8, peers, sweep, write_outputs};
 
 fn shared(rel: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data").join(rel);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data")
+        .join(rel);
     p.exists().then_some(p)
 }
 
 fn installed(peer: &str) -> bool {
     let ok = peers::Peer::by_name(peer).is_some_and(|p| p.missing_tool().is_none());
     if !ok {
-        eprintln!("note: peer {peer} not installed; its checks are skipped (scripts/install-peers.sh)");
+        eprintln!(
+            "note: peer {peer} not installed; its checks are skipped (scripts/install-peers.sh)"
+        );
     }
     ok
 }
 
 fn csv_rows(csv: &str) -> Vec<Vec<String>> {
-    csv.lines().map(|l| l.split(',').map(str::to_string).collect()).collect()
+    csv.lines()
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
 }
 
 fn column(rows: &[Vec<String>], name: &str) -> usize {
-    rows[0].iter().position(|c| c == name).unwrap_or_else(|| panic!("no column {name} in {:?}", rows[0]))
+    rows[0]
+        .iter()
+        .position(|c| c == name)
+        .unwrap_or_else(|| panic!("no column {name} in {:?}", rows[0]))
 }
 
 /// A natural-ish test picture (smooth gradients plus texture), big enough for MS-SSIM.
@@ -35,11 +44,18 @@ fn picture(w: usize, h: usize, seed: u32) -> Image8 {
         for x in 0..w {
             s = s.wrapping_mul(1_103_515_245).wrapping_add(12_345);
             let n = ((s >> 16) % 24) as usize;
-            let v = ((x * 200 / w + y * 40 / h) + if (x / 16 + y / 16) % 2 == 0 { 30 } else { 0 } + n) % 256;
+            let v =
+                ((x * 200 / w + y * 40 / h) + if (x / 16 + y / 16) % 2 == 0 { 30 } else { 0 } + n)
+                    % 256;
             data.extend_from_slice(&[v as u8, ((v + x / 3) % 256) as u8, (255 - v) as u8]);
         }
     }
-    Image8 { width: w, height: h, channels: 3, data }
+    Image8 {
+        width: w,
+        height: h,
+        channels: 3,
+        data,
+    }
 }
 
 #[test]
@@ -57,7 +73,11 @@ fn image_sweep_runs_the_peers_and_writes_csv_svg_and_summary() {
             eprintln!("note: Kodak not found; using two generated 192x176 pictures");
             std::fs::create_dir_all(&data).unwrap();
             for i in 0..2 {
-                std::fs::write(data.join(format!("p{i}.png")), media::png_bytes(&picture(192, 176, i)).unwrap()).unwrap();
+                std::fs::write(
+                    data.join(format!("p{i}.png")),
+                    media::png_bytes(&picture(192, 176, i)).unwrap(),
+                )
+                .unwrap();
             }
             SweepConfig::new(DataKind::Image, data.clone())
         }
@@ -65,17 +85,31 @@ fn image_sweep_runs_the_peers_and_writes_csv_svg_and_summary() {
     cfg.qualities = vec![1, 3, 5];
     cfg.peers = vec!["jpeg".into(), "webp".into()];
     cfg.threads = 2;
+    cfg.references =
+        vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/compressai_kodak_vtm.json")];
     let registry = lcodec::Registry::with_enabled();
     let res = sweep(&cfg, &registry).unwrap();
     assert_eq!(res.inputs.len(), 2);
+    assert_eq!(res.references[0].codec, "VTM (published)");
     if registry.by_name("image").is_none() {
-        assert!(res.notes.iter().any(|n| n.contains("lcodec image codec is not in this build")), "{:?}", res.notes);
+        assert!(
+            res.notes
+                .iter()
+                .any(|n| n.contains("lcodec image codec is not in this build")),
+            "{:?}",
+            res.notes
+        );
     }
     let out = tmp.path().join("out");
     let files = write_outputs(&res, &out, Some("jpeg")).unwrap();
     let csv = std::fs::read_to_string(&files.csv).unwrap();
     let rows = csv_rows(&csv);
-    let (codec, bpp, psnr, ms) = (column(&rows, "codec"), column(&rows, "bpp"), column(&rows, "psnr"), column(&rows, "ms_ssim"));
+    let (codec, bpp, psnr, ms) = (
+        column(&rows, "codec"),
+        column(&rows, "bpp"),
+        column(&rows, "psnr"),
+        column(&rows, "ms_ssim"),
+    );
     let summary = std::fs::read_to_string(&files.summary).unwrap();
     for peer in ["jpeg", "webp"] {
         if !installed(peer) {
@@ -85,7 +119,11 @@ fn image_sweep_runs_the_peers_and_writes_csv_svg_and_summary() {
         assert_eq!(mine.len(), 2 * 3, "{peer}: one row per input x level");
         let mut last = 0.0;
         for r in &mine {
-            let (b, p, m): (f64, f64, f64) = (r[bpp].parse().unwrap(), r[psnr].parse().unwrap(), r[ms].parse().unwrap());
+            let (b, p, m): (f64, f64, f64) = (
+                r[bpp].parse().unwrap(),
+                r[psnr].parse().unwrap(),
+                r[ms].parse().unwrap(),
+            );
             assert!(b > 0.01 && b < 8.0, "{peer} bpp {b}");
             assert!(p > 15.0 && p < 60.0, "{peer} psnr {p}");
             assert!(m > 0.5 && m <= 1.0, "{peer} ms-ssim {m}");
@@ -101,17 +139,46 @@ fn image_sweep_runs_the_peers_and_writes_csv_svg_and_summary() {
         assert!(files.plots.iter().any(|p| p.ends_with("rd_psnr.svg")));
         let svg = std::fs::read_to_string(out.join("rd_psnr.svg")).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("webp") && svg.contains("jpeg"));
-        assert!(summary.contains("BD-rate on psnr against jpeg"), "{summary}");
+        assert!(
+            summary.contains("BD-rate on psnr against jpeg"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("| VTM (published) | 8 | 2/3 |"),
+            "{summary}"
+        );
+        assert!(svg.contains("VTM (published)"));
         // WebP beats JPEG 4:2:0 on PSNR by a wide margin (PEERS.md: about -36 % on all Kodak).
-        let line = summary.lines().skip_while(|l| !l.contains("BD-rate on psnr")).find(|l| l.starts_with("| webp |")).unwrap();
-        let bd: f64 = line.split('|').nth(4).unwrap().trim().trim_end_matches('%').parse().unwrap();
+        let line = summary
+            .lines()
+            .skip_while(|l| !l.contains("BD-rate on psnr"))
+            .find(|l| l.starts_with("| webp |"))
+            .unwrap();
+        let bd: f64 = line
+            .split('|')
+            .nth(4)
+            .unwrap()
+            .trim()
+            .trim_end_matches('%')
+            .parse()
+            .unwrap();
         assert!(bd < -10.0, "webp vs jpeg BD-rate {bd}");
     }
 }
 
 fn write_lossless_inputs(dir: &Path) {
     std::fs::create_dir_all(dir.join("sub")).unwrap();
-    let text: String = (0..3000).map(|i| format!("2026-11-23 06:{:02}:{:02} INFO worker {} finished job {}\n", i / 60 % 60, i % 60, i % 7, i * 13)).collect();
+    let text: String = (0..3000)
+        .map(|i| {
+            format!(
+                "2026-11-23 06:{:02}:{:02} INFO worker {} finished job {}\n",
+                i / 60 % 60,
+                i % 60,
+                i % 7,
+                i * 13
+            )
+        })
+        .collect();
     std::fs::write(dir.join("a.log"), text).unwrap();
     let mut s = 7u64;
     let noise: Vec<u8> = (0..20_000)
@@ -136,24 +203,49 @@ fn raw_sweep_measures_lcodec_raw_and_lossless_peers_exactly() {
     write_lossless_inputs(&data);
     let mut cfg = SweepConfig::new(DataKind::Raw, data);
     cfg.qualities = vec![3, 19];
-    cfg.peers = vec!["gzip".into(), "xz".into(), "zstd".into(), "brotli".into(), "bzip2".into()];
+    cfg.peers = vec![
+        "gzip".into(),
+        "xz".into(),
+        "zstd".into(),
+        "brotli".into(),
+        "bzip2".into(),
+    ];
     cfg.threads = 2;
     let res = sweep(&cfg, &lcodec::Registry::with_enabled()).unwrap();
     assert_eq!(res.inputs, vec!["a.log", "c.empty", "sub/b.bin"]);
     assert_eq!(res.codecs[0], "lcodec-raw");
     for r in &res.rows {
         assert!(r.ok(), "{r:?}");
-        assert_eq!(r.exact, Some(true), "{} {} must round-trip exactly", r.file, r.codec);
+        assert_eq!(
+            r.exact,
+            Some(true),
+            "{} {} must round-trip exactly",
+            r.file,
+            r.codec
+        );
     }
-    let raw_log: Vec<_> = res.rows.iter().filter(|r| r.codec == "lcodec-raw" && r.file == "a.log").collect();
+    let raw_log: Vec<_> = res
+        .rows
+        .iter()
+        .filter(|r| r.codec == "lcodec-raw" && r.file == "a.log")
+        .collect();
     assert_eq!(raw_log.len(), 2);
     assert!(raw_log.iter().all(|r| r.ratio() > 5.0), "{raw_log:?}");
-    assert!(raw_log[1].bytes <= raw_log[0].bytes, "level 19 is no larger than level 3");
+    assert!(
+        raw_log[1].bytes <= raw_log[0].bytes,
+        "level 19 is no larger than level 3"
+    );
     let out = tmp.path().join("out");
     let files = write_outputs(&res, &out, Some("xz")).unwrap();
     let csv = std::fs::read_to_string(&files.csv).unwrap();
     let rows = csv_rows(&csv);
-    for c in ["ratio", "bits_per_byte", "encode_mb_s", "decode_mb_s", "exact"] {
+    for c in [
+        "ratio",
+        "bits_per_byte",
+        "encode_mb_s",
+        "decode_mb_s",
+        "exact",
+    ] {
         column(&rows, c);
     }
     assert_eq!(rows.len(), 1 + res.rows.len());
@@ -174,15 +266,26 @@ fn log_and_text_sweeps_fall_back_to_raw_when_their_codec_is_missing() {
         cfg.peers = vec!["xz".into(), "zstd".into()];
         let res = sweep(&cfg, &registry).unwrap();
         assert_eq!(res.inputs, vec!["a.log"]);
-        let own = kind.lcodec_codecs().iter().find_map(|n| registry.by_name(n));
+        let own = kind
+            .lcodec_codecs()
+            .iter()
+            .find_map(|n| registry.by_name(n));
         match own {
             Some(c) => assert_eq!(res.codecs[0], format!("lcodec-{}", c.info().name)),
             None => {
                 assert_eq!(res.codecs[0], "lcodec-raw");
-                assert!(res.notes.iter().any(|n| n.contains("measuring lcodec raw instead")));
+                assert!(
+                    res.notes
+                        .iter()
+                        .any(|n| n.contains("measuring lcodec raw instead"))
+                );
             }
         }
-        assert!(res.rows.iter().all(|r| r.exact == Some(true)), "{:?}", res.rows);
+        assert!(
+            res.rows.iter().all(|r| r.exact == Some(true)),
+            "{:?}",
+            res.rows
+        );
     }
 }
 
@@ -236,7 +339,8 @@ fn audio_sweep_checks_flac_exactly_and_measures_opus_snr() {
     let samples: Vec<i16> = (0..32_000)
         .map(|i| {
             let t = i as f64 / 16_000.0;
-            (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin() + 3000.0 * (2.0 * std::f64::consts::PI * 1250.0 * t).sin()) as i16
+            (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()
+                + 3000.0 * (2.0 * std::f64::consts::PI * 1250.0 * t).sin()) as i16
         })
         .collect();
     std::fs::write(dir.join("tone.wav"), wav(16_000, &samples)).unwrap();
@@ -253,11 +357,18 @@ fn audio_sweep_checks_flac_exactly_and_measures_opus_snr() {
         if r.codec == "opus" {
             let snr = r.metrics["snr_db"];
             assert!(snr.is_finite(), "{r:?}");
-            assert!(r.metrics["kbps"] > 4.0 && r.metrics["kbps"] < 150.0, "{r:?}");
+            assert!(
+                r.metrics["kbps"] > 4.0 && r.metrics["kbps"] < 150.0,
+                "{r:?}"
+            );
         }
     }
     let files = write_outputs(&res, &tmp.path().join("out"), None).unwrap();
-    assert!(std::fs::read_to_string(files.csv).unwrap().starts_with("file,codec,setting,level,bytes,original_bytes,bits_per_sample"));
+    assert!(
+        std::fs::read_to_string(files.csv)
+            .unwrap()
+            .starts_with("file,codec,setting,level,bytes,original_bytes,bits_per_sample")
+    );
 }
 
 #[test]
@@ -288,7 +399,10 @@ fn video_sweep_measures_psnr_yuv_with_x264() {
     for r in rows {
         assert!(r.error.is_none(), "{r:?}");
         assert!(r.metrics["psnr_yuv"] > 25.0, "{r:?}");
-        assert!(!r.metrics.contains_key("ms_ssim_y"), "64x48 is too small for MS-SSIM");
+        assert!(
+            !r.metrics.contains_key("ms_ssim_y"),
+            "64x48 is too small for MS-SSIM"
+        );
     }
 }
 
@@ -304,11 +418,18 @@ fn bad_arguments_and_unreadable_inputs_are_errors_or_notes() {
     let mut cfg = SweepConfig::new(DataKind::Raw, tmp.path());
     cfg.peers = vec!["pkzip".into()];
     let err = sweep(&cfg, &registry).unwrap_err().to_string();
-    assert!(err.contains("unknown peer") && err.contains("zstd"), "{err}");
+    assert!(
+        err.contains("unknown peer") && err.contains("zstd"),
+        "{err}"
+    );
     // A peer of another family is skipped with a note.
     cfg.peers = vec!["jpeg".into()];
     let res = sweep(&cfg, &registry).unwrap();
-    assert!(res.notes.iter().any(|n| n.contains("does not apply")), "{:?}", res.notes);
+    assert!(
+        res.notes.iter().any(|n| n.contains("does not apply")),
+        "{:?}",
+        res.notes
+    );
     // Unknown kind.
     assert!(DataKind::parse("hologram").is_err());
     // A corrupt image is skipped with a note; with no readable image left the sweep fails.
@@ -317,10 +438,18 @@ fn bad_arguments_and_unreadable_inputs_are_errors_or_notes() {
     std::fs::write(imgs.join("bad.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
     let cfg = SweepConfig::new(DataKind::Image, &imgs);
     assert!(sweep(&cfg, &registry).is_err());
-    std::fs::write(imgs.join("good.png"), media::png_bytes(&picture(40, 30, 3)).unwrap()).unwrap();
+    std::fs::write(
+        imgs.join("good.png"),
+        media::png_bytes(&picture(40, 30, 3)).unwrap(),
+    )
+    .unwrap();
     let mut cfg = SweepConfig::new(DataKind::Image, &imgs);
     cfg.peers = vec![];
     let res = sweep(&cfg, &registry).unwrap();
     assert_eq!(res.inputs, vec!["good.png"]);
-    assert!(res.notes.iter().any(|n| n.contains("bad.png skipped")), "{:?}", res.notes);
+    assert!(
+        res.notes.iter().any(|n| n.contains("bad.png skipped")),
+        "{:?}",
+        res.notes
+    );
 }

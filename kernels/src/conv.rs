@@ -46,7 +46,11 @@ pub struct ConvTranspose2dParams {
 /// If `n + 2p < k` or the stride is 0.
 pub fn conv2d_output_size(n: usize, k: usize, p: Conv2dParams) -> usize {
     assert!(p.stride >= 1, "stride must be >= 1");
-    assert!(n + 2 * p.padding >= k, "input {n} + 2*{} smaller than kernel {k}", p.padding);
+    assert!(
+        n + 2 * p.padding >= k,
+        "input {n} + 2*{} smaller than kernel {k}",
+        p.padding
+    );
     (n + 2 * p.padding - k) / p.stride + 1
 }
 
@@ -58,7 +62,10 @@ pub fn conv2d_output_size(n: usize, k: usize, p: Conv2dParams) -> usize {
 pub fn conv_transpose2d_output_size(n: usize, k: usize, p: ConvTranspose2dParams) -> usize {
     assert!(p.stride >= 1, "stride must be >= 1");
     let full = n.saturating_sub(1) * p.stride + k + p.output_padding;
-    assert!(n >= 1 && full > 2 * p.padding, "empty transposed-conv output");
+    assert!(
+        n >= 1 && full > 2 * p.padding,
+        "empty transposed-conv output"
+    );
     full - 2 * p.padding
 }
 
@@ -105,10 +112,21 @@ pub fn conv_transpose2d(
 ) -> Array3<f32> {
     let (c, h, wd) = x.dim();
     let (ci, o, kh, kw) = w.dim();
-    assert_eq!(c, ci, "conv_transpose2d: input has {c} channels, weight expects {ci}");
-    assert!(p.output_padding < p.stride.max(1), "output_padding must be < stride");
+    assert_eq!(
+        c, ci,
+        "conv_transpose2d: input has {c} channels, weight expects {ci}"
+    );
+    assert!(
+        p.output_padding < p.stride.max(1),
+        "output_padding must be < stride"
+    );
     if let Some(b) = bias {
-        assert_eq!(b.len(), o, "conv_transpose2d: bias length {} != {o}", b.len());
+        assert_eq!(
+            b.len(),
+            o,
+            "conv_transpose2d: bias length {} != {o}",
+            b.len()
+        );
     }
     let s = p.stride as isize;
     let pad = p.padding as isize;
@@ -172,7 +190,13 @@ fn div_ceil(a: isize, b: isize) -> isize {
 }
 
 /// Copy of `x` with `top/bottom/left/right` zero rows/columns added (negative values crop).
-fn pad_crop(x: ArrayView3<'_, f32>, top: isize, bottom: isize, left: isize, right: isize) -> Array3<f32> {
+fn pad_crop(
+    x: ArrayView3<'_, f32>,
+    top: isize,
+    bottom: isize,
+    left: isize,
+    right: isize,
+) -> Array3<f32> {
     let (c, h, w) = x.dim();
     let (h, w) = (h as isize, w as isize);
     let nh = (h + top + bottom).max(0) as usize;
@@ -185,7 +209,8 @@ fn pad_crop(x: ArrayView3<'_, f32>, top: isize, bottom: isize, left: isize, righ
     let xs1 = w.min(nw as isize - left);
     if ys1 > ys0 && xs1 > xs0 {
         let src = x.slice(s![.., ys0..ys1, xs0..xs1]);
-        out.slice_mut(s![.., ys0 + top..ys1 + top, xs0 + left..xs1 + left]).assign(&src);
+        out.slice_mut(s![.., ys0 + top..ys1 + top, xs0 + left..xs1 + left])
+            .assign(&src);
     }
     out
 }
@@ -197,12 +222,20 @@ fn add_bias(out: &mut Array3<f32>, b: &[f32]) {
 }
 
 /// Convolution without padding ("valid"), no bias.
-fn conv_valid(x: ArrayView3<'_, f32>, w: ArrayView4<'_, f32>, stride: usize, mode: Mode) -> Array3<f32> {
+fn conv_valid(
+    x: ArrayView3<'_, f32>,
+    w: ArrayView4<'_, f32>,
+    stride: usize,
+    mode: Mode,
+) -> Array3<f32> {
     let (c, h, wd) = x.dim();
     let (_, ci, kh, kw) = w.dim();
     debug_assert_eq!(c, ci);
     assert!(stride >= 1, "stride must be >= 1");
-    assert!(h >= kh && wd >= kw, "input {h}x{wd} smaller than kernel {kh}x{kw}");
+    assert!(
+        h >= kh && wd >= kw,
+        "input {h}x{wd} smaller than kernel {kh}x{kw}"
+    );
     let ho = (h - kh) / stride + 1;
     let wo = (wd - kw) / stride + 1;
     let x = x.as_standard_layout();
@@ -217,7 +250,13 @@ fn conv_valid(x: ArrayView3<'_, f32>, w: ArrayView4<'_, f32>, stride: usize, mod
 /// memory bounded whatever the image size.
 const TILE_ELEMS: usize = 1 << 20;
 
-fn conv_valid_gemm(x: ArrayView3<'_, f32>, w: ArrayView4<'_, f32>, stride: usize, ho: usize, wo: usize) -> Array3<f32> {
+fn conv_valid_gemm(
+    x: ArrayView3<'_, f32>,
+    w: ArrayView4<'_, f32>,
+    stride: usize,
+    ho: usize,
+    wo: usize,
+) -> Array3<f32> {
     let (c, _, _) = x.dim();
     let (o, _, kh, kw) = w.dim();
     let k = c * kh * kw;
@@ -263,7 +302,13 @@ fn conv_valid_gemm(x: ArrayView3<'_, f32>, w: ArrayView4<'_, f32>, stride: usize
     }
 }
 
-fn conv_valid_det(x: ArrayView3<'_, f32>, w: ArrayView4<'_, f32>, stride: usize, ho: usize, wo: usize) -> Array3<f32> {
+fn conv_valid_det(
+    x: ArrayView3<'_, f32>,
+    w: ArrayView4<'_, f32>,
+    stride: usize,
+    ho: usize,
+    wo: usize,
+) -> Array3<f32> {
     let (c, _, wd) = x.dim();
     let (o, _, kh, kw) = w.dim();
     let xs = match x.as_slice() {
@@ -285,12 +330,13 @@ fn conv_valid_det(x: ArrayView3<'_, f32>, w: ArrayView4<'_, f32>, stride: usize,
                         let a = &mut acc[oy * wo..(oy + 1) * wo];
                         if stride == 1 {
                             for (av, &xv) in a.iter_mut().zip(&row[kx..kx + wo]) {
-                                // Separate multiply and add: never an FMA.
-                                *av = *av + wv * xv;
+                                // Separate multiply and add (`+=` is a plain add; Rust never
+                                // contracts to an FMA without `mul_add`).
+                                *av += wv * xv;
                             }
                         } else {
                             for (av, &xv) in a.iter_mut().zip(row[kx..].iter().step_by(stride)) {
-                                *av = *av + wv * xv;
+                                *av += wv * xv;
                             }
                         }
                     }

@@ -18,10 +18,26 @@ use rayon::prelude::*;
 ///
 /// # Panics
 /// If `beta` or `gamma` do not match the channel count.
-pub fn gdn(x: ArrayView3<'_, f32>, beta: &[f32], gamma: ArrayView2<'_, f32>, inverse: bool, mode: Mode) -> Array3<f32> {
+pub fn gdn(
+    x: ArrayView3<'_, f32>,
+    beta: &[f32],
+    gamma: ArrayView2<'_, f32>,
+    inverse: bool,
+    mode: Mode,
+) -> Array3<f32> {
     let (c, h, w) = x.dim();
-    assert_eq!(beta.len(), c, "gdn: beta has {} entries, input {c} channels", beta.len());
-    assert_eq!(gamma.dim(), (c, c), "gdn: gamma shape {:?} != ({c}, {c})", gamma.dim());
+    assert_eq!(
+        beta.len(),
+        c,
+        "gdn: beta has {} entries, input {c} channels",
+        beta.len()
+    );
+    assert_eq!(
+        gamma.dim(),
+        (c, c),
+        "gdn: gamma shape {:?} != ({c}, {c})",
+        gamma.dim()
+    );
     let n = h * w;
     let x = x.as_standard_layout();
     let xm = match x.view().into_shape_with_order((c, n)) {
@@ -52,7 +68,7 @@ pub fn gdn(x: ArrayView3<'_, f32>, beta: &[f32], gamma: ArrayView2<'_, f32>, inv
                 for j in 0..c {
                     let g = gamma[[*ci, j]];
                     for (a, &v) in acc.iter_mut().zip(&x2s[j * n..(j + 1) * n]) {
-                        *a = *a + g * v;
+                        *a += g * v;
                     }
                 }
                 for (d, a) in row.iter_mut().zip(acc) {
@@ -62,8 +78,7 @@ pub fn gdn(x: ArrayView3<'_, f32>, beta: &[f32], gamma: ArrayView2<'_, f32>, inv
         }
     }
     let mut out = Array2::<f32>::zeros((c, n));
-    for ci in 0..c {
-        let b = beta[ci];
+    for (ci, &b) in beta.iter().enumerate() {
         let xr = xm.row(ci);
         let nr = norm.row(ci);
         let mut orow = out.row_mut(ci);

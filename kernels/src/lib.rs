@@ -39,8 +39,10 @@ mod gdn;
 pub mod reference;
 
 pub use act::{leaky_relu, leaky_relu_inplace, relu_inplace};
-pub use conv::{Conv2dParams, ConvTranspose2dParams, conv_transpose2d, conv2d, conv2d_output_size,
-    conv_transpose2d_output_size};
+pub use conv::{
+    Conv2dParams, ConvTranspose2dParams, conv_transpose2d, conv_transpose2d_output_size, conv2d,
+    conv2d_output_size,
+};
 pub use gdn::gdn;
 
 /// Which implementation a kernel uses; see the crate documentation.

@@ -1,11 +1,18 @@
 //! Scalar reference kernels: straight from the definitions, `f64` accumulation, no
 //! tiling, no parallelism. Slow; used by tests to check the fast and deterministic paths.
 
-use crate::{Conv2dParams, ConvTranspose2dParams, conv_transpose2d_output_size, conv2d_output_size};
+use crate::{
+    Conv2dParams, ConvTranspose2dParams, conv_transpose2d_output_size, conv2d_output_size,
+};
 use ndarray::{Array3, ArrayView2, ArrayView3, ArrayView4};
 
 /// Reference cross-correlation: `out[o,y,x] = b[o] + sum x[i, y*s+ky-p, x*s+kx-p] * w[o,i,ky,kx]`.
-pub fn conv2d(x: ArrayView3<'_, f32>, w: ArrayView4<'_, f32>, bias: Option<&[f32]>, p: Conv2dParams) -> Array3<f32> {
+pub fn conv2d(
+    x: ArrayView3<'_, f32>,
+    w: ArrayView4<'_, f32>,
+    bias: Option<&[f32]>,
+    p: Conv2dParams,
+) -> Array3<f32> {
     let (c, h, wd) = x.dim();
     let (o, _, kh, kw) = w.dim();
     let ho = conv2d_output_size(h, kh, p);
@@ -18,7 +25,8 @@ pub fn conv2d(x: ArrayView3<'_, f32>, w: ArrayView4<'_, f32>, bias: Option<&[f32
                     let iy = (oy * p.stride + ky) as isize - p.padding as isize;
                     let ix = (ox * p.stride + kx) as isize - p.padding as isize;
                     if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
-                        acc += f64::from(x[[i, iy as usize, ix as usize]]) * f64::from(w[[oc, i, ky, kx]]);
+                        acc += f64::from(x[[i, iy as usize, ix as usize]])
+                            * f64::from(w[[oc, i, ky, kx]]);
                     }
                 }
             }
@@ -50,7 +58,8 @@ pub fn conv_transpose2d(
                             let oy = (iy * p.stride + ky) as isize - p.padding as isize;
                             let ox = (ix * p.stride + kx) as isize - p.padding as isize;
                             if oy >= 0 && ox >= 0 && (oy as usize) < ho && (ox as usize) < wo {
-                                acc[[oc, oy as usize, ox as usize]] += xv * f64::from(w[[i, oc, ky, kx]]);
+                                acc[[oc, oy as usize, ox as usize]] +=
+                                    xv * f64::from(w[[i, oc, ky, kx]]);
                             }
                         }
                     }
@@ -64,7 +73,12 @@ pub fn conv_transpose2d(
 }
 
 /// Reference GDN / IGDN.
-pub fn gdn(x: ArrayView3<'_, f32>, beta: &[f32], gamma: ArrayView2<'_, f32>, inverse: bool) -> Array3<f32> {
+pub fn gdn(
+    x: ArrayView3<'_, f32>,
+    beta: &[f32],
+    gamma: ArrayView2<'_, f32>,
+    inverse: bool,
+) -> Array3<f32> {
     let (c, h, w) = x.dim();
     Array3::from_shape_fn((c, h, w), |(ci, y, xx)| {
         let mut n = f64::from(beta[ci]);

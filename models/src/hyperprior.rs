@@ -21,7 +21,9 @@
 
 use crate::weights::WeightFile;
 use lcodec_core::{Error, Result};
-use lcodec_kernels::{Conv2dParams, ConvTranspose2dParams, Mode, conv_transpose2d, conv2d, gdn, leaky_relu_inplace};
+use lcodec_kernels::{
+    Conv2dParams, ConvTranspose2dParams, Mode, conv_transpose2d, conv2d, gdn, leaky_relu_inplace,
+};
 use ndarray::{Array2, Array3, Array4, ArrayView3, Axis, s};
 use std::collections::HashMap;
 
@@ -59,10 +61,16 @@ impl HyperpriorConfig {
     /// [`Error::InvalidArgument`] describing the bad value.
     pub fn validate(&self) -> Result<()> {
         if self.n < 2 || self.n > 1024 || self.m < 2 || self.m > 1024 || self.m % 2 != 0 {
-            return Err(Error::InvalidArgument(format!("bad sizes N={} M={} (2..=1024, M even)", self.n, self.m)));
+            return Err(Error::InvalidArgument(format!(
+                "bad sizes N={} M={} (2..=1024, M even)",
+                self.n, self.m
+            )));
         }
         if self.lambdas.is_empty() || self.lambdas.len() > 64 {
-            return Err(Error::InvalidArgument(format!("{} quality levels (expected 1..=64)", self.lambdas.len())));
+            return Err(Error::InvalidArgument(format!(
+                "{} quality levels (expected 1..=64)",
+                self.lambdas.len()
+            )));
         }
         Ok(())
     }
@@ -85,7 +93,9 @@ impl HyperpriorConfig {
     pub fn from_weights(w: &WeightFile<'_>) -> Result<Self> {
         let arch = w.meta("lcodec.arch")?;
         if arch != ARCH {
-            return Err(Error::Unsupported(format!("model architecture `{arch}` (this build knows `{ARCH}`)")));
+            return Err(Error::Unsupported(format!(
+                "model architecture `{arch}` (this build knows `{ARCH}`)"
+            )));
         }
         let lambdas = w
             .meta("lcodec.lambdas")?
@@ -93,7 +103,11 @@ impl HyperpriorConfig {
             .map(|s| s.trim().parse::<f32>())
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|_| Error::codec("weights", "metadata lcodec.lambdas does not parse"))?;
-        let c = Self { n: w.meta_parse("lcodec.n")?, m: w.meta_parse("lcodec.m")?, lambdas };
+        let c = Self {
+            n: w.meta_parse("lcodec.n")?,
+            m: w.meta_parse("lcodec.m")?,
+            lambdas,
+        };
         c.validate()?;
         Ok(c)
     }
@@ -115,8 +129,20 @@ pub struct ConvLayer {
 }
 
 impl ConvLayer {
-    fn load(w: &WeightFile<'_>, name: &str, cin: usize, cout: usize, k: usize, stride: usize, transposed: bool) -> Result<Self> {
-        let shape = if transposed { [cin, cout, k, k] } else { [cout, cin, k, k] };
+    fn load(
+        w: &WeightFile<'_>,
+        name: &str,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        transposed: bool,
+    ) -> Result<Self> {
+        let shape = if transposed {
+            [cin, cout, k, k]
+        } else {
+            [cout, cin, k, k]
+        };
         Ok(Self {
             weight: w.array4(&format!("{name}.weight"), shape)?,
             bias: w.f32(&format!("{name}.bias"), &[cout])?,
@@ -133,16 +159,33 @@ impl ConvLayer {
                 x,
                 self.weight.view(),
                 Some(&self.bias),
-                ConvTranspose2dParams { stride: self.stride, padding: self.padding, output_padding: op },
+                ConvTranspose2dParams {
+                    stride: self.stride,
+                    padding: self.padding,
+                    output_padding: op,
+                },
                 mode,
             ),
-            None => conv2d(x, self.weight.view(), Some(&self.bias), Conv2dParams { stride: self.stride, padding: self.padding }, mode),
+            None => conv2d(
+                x,
+                self.weight.view(),
+                Some(&self.bias),
+                Conv2dParams {
+                    stride: self.stride,
+                    padding: self.padding,
+                },
+                mode,
+            ),
         }
     }
 
     /// Input channel count.
     pub fn in_channels(&self) -> usize {
-        if self.transposed.is_some() { self.weight.dim().0 } else { self.weight.dim().1 }
+        if self.transposed.is_some() {
+            self.weight.dim().0
+        } else {
+            self.weight.dim().1
+        }
     }
 }
 
@@ -159,7 +202,11 @@ pub struct GdnLayer {
 
 impl GdnLayer {
     fn load(w: &WeightFile<'_>, name: &str, c: usize, inverse: bool) -> Result<Self> {
-        Ok(Self { beta: w.f32(&format!("{name}.beta"), &[c])?, gamma: w.array2(&format!("{name}.gamma"), [c, c])?, inverse })
+        Ok(Self {
+            beta: w.f32(&format!("{name}.beta"), &[c])?,
+            gamma: w.array2(&format!("{name}.gamma"), [c, c])?,
+            inverse,
+        })
     }
 }
 
@@ -183,7 +230,10 @@ impl FactorizedTables {
         let lens = w.i64("prior_z.len", &[n])?;
         let lmax = lens.iter().copied().max().unwrap_or(0);
         if !(1..=4096).contains(&lmax) {
-            return Err(Error::codec("weights", format!("prior_z table length {lmax} out of 1..=4096")));
+            return Err(Error::codec(
+                "weights",
+                format!("prior_z table length {lmax} out of 1..=4096"),
+            ));
         }
         let flat = w.u32("prior_z.freq", &[n, lmax as usize])?;
         let mut offsets = Vec::with_capacity(n);
@@ -191,14 +241,21 @@ impl FactorizedTables {
         for c in 0..n {
             let len = lens[c];
             if len < 1 {
-                return Err(Error::codec("weights", format!("prior_z channel {c}: empty table")));
+                return Err(Error::codec(
+                    "weights",
+                    format!("prior_z channel {c}: empty table"),
+                ));
             }
             let f = flat[c * lmax as usize..c * lmax as usize + len as usize].to_vec();
             let total: u64 = f.iter().map(|&v| u64::from(v)).sum();
             if total != u64::from(Z_TABLE_TOTAL) || f.contains(&0) {
-                return Err(Error::codec("weights", format!("prior_z channel {c}: frequencies sum to {total} or contain 0")));
+                return Err(Error::codec(
+                    "weights",
+                    format!("prior_z channel {c}: frequencies sum to {total} or contain 0"),
+                ));
             }
-            let off = i32::try_from(offsets_raw[c]).map_err(|_| Error::codec("weights", "prior_z offset out of range"))?;
+            let off = i32::try_from(offsets_raw[c])
+                .map_err(|_| Error::codec("weights", "prior_z offset out of range"))?;
             offsets.push(off);
             freqs.push(f);
         }
@@ -300,7 +357,10 @@ impl MeanScaleHyperprior {
 
     fn check_quality(&self, quality: usize) -> Result<()> {
         if quality >= self.config.levels() {
-            return Err(Error::InvalidArgument(format!("quality level {quality} (model has {})", self.config.levels())));
+            return Err(Error::InvalidArgument(format!(
+                "quality level {quality} (model has {})",
+                self.config.levels()
+            )));
         }
         Ok(())
     }
@@ -314,7 +374,9 @@ impl MeanScaleHyperprior {
         self.check_quality(quality)?;
         let (c, h, w) = x.dim();
         if c != 3 || h == 0 || w == 0 || h % Y_STRIDE != 0 || w % Y_STRIDE != 0 {
-            return Err(Error::InvalidArgument(format!("analysis input {c}x{h}x{w} (need 3 x multiples of {Y_STRIDE})")));
+            return Err(Error::InvalidArgument(format!(
+                "analysis input {c}x{h}x{w} (need 3 x multiples of {Y_STRIDE})"
+            )));
         }
         let mut a = self.g_a[0].forward(x, Mode::Fast);
         for i in 0..3 {
@@ -333,7 +395,9 @@ impl MeanScaleHyperprior {
     pub fn hyper_analysis(&self, y: ArrayView3<'_, f32>) -> Result<Array3<f32>> {
         let (c, h, w) = y.dim();
         if c != self.config.m || h % 4 != 0 || w % 4 != 0 || h == 0 || w == 0 {
-            return Err(Error::InvalidArgument(format!("hyper-analysis input {c}x{h}x{w}")));
+            return Err(Error::InvalidArgument(format!(
+                "hyper-analysis input {c}x{h}x{w}"
+            )));
         }
         let mut a = self.h_a[0].forward(y, Mode::Fast);
         leaky_relu_inplace(a.view_mut(), LEAKY_SLOPE);
@@ -348,10 +412,15 @@ impl MeanScaleHyperprior {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a wrong channel count.
-    pub fn hyper_synthesis(&self, z_hat: ArrayView3<'_, f32>) -> Result<(Array3<f32>, Array3<f32>)> {
+    pub fn hyper_synthesis(
+        &self,
+        z_hat: ArrayView3<'_, f32>,
+    ) -> Result<(Array3<f32>, Array3<f32>)> {
         let (c, h, w) = z_hat.dim();
         if c != self.config.n || h == 0 || w == 0 {
-            return Err(Error::InvalidArgument(format!("hyper-synthesis input {c}x{h}x{w}")));
+            return Err(Error::InvalidArgument(format!(
+                "hyper-synthesis input {c}x{h}x{w}"
+            )));
         }
         let d = Mode::Deterministic;
         let mut a = self.h_s[0].forward(z_hat, d);
@@ -372,7 +441,10 @@ impl MeanScaleHyperprior {
     pub fn synthesis(&self, y_hat: ArrayView3<'_, f32>, quality: usize) -> Result<Array3<f32>> {
         self.check_quality(quality)?;
         if y_hat.dim().0 != self.config.m {
-            return Err(Error::InvalidArgument(format!("synthesis input has {} channels", y_hat.dim().0)));
+            return Err(Error::InvalidArgument(format!(
+                "synthesis input has {} channels",
+                y_hat.dim().0
+            )));
         }
         let mut a = y_hat.to_owned();
         scale_channels(&mut a, self.inv_gain.row(quality).as_slice().unwrap_or(&[]));
@@ -410,11 +482,22 @@ pub fn random_weights(cfg: &HyperpriorConfig, seed: u64) -> Result<Vec<u8>> {
     let (n, m, q) = (cfg.n, cfg.m, cfg.levels());
     let m32 = m * 3 / 2;
     let mut t: Vec<(String, OutTensor)> = Vec::new();
-    let mut conv = |t: &mut Vec<(String, OutTensor)>, name: &str, cin: usize, cout: usize, k: usize, transposed: bool| {
+    let mut conv = |t: &mut Vec<(String, OutTensor)>,
+                    name: &str,
+                    cin: usize,
+                    cout: usize,
+                    k: usize,
+                    transposed: bool| {
         let fan_in = (if transposed { cout } else { cin } * k * k) as f32;
         let b = 1.0 / fan_in.sqrt();
-        let shape = if transposed { vec![cin, cout, k, k] } else { vec![cout, cin, k, k] };
-        let w: Vec<f32> = (0..cin * cout * k * k).map(|_| rng.random_range(-b..b)).collect();
+        let shape = if transposed {
+            vec![cin, cout, k, k]
+        } else {
+            vec![cout, cin, k, k]
+        };
+        let w: Vec<f32> = (0..cin * cout * k * k)
+            .map(|_| rng.random_range(-b..b))
+            .collect();
         let bias: Vec<f32> = (0..cout).map(|_| rng.random_range(-b..b)).collect();
         t.push((format!("{name}.weight"), OutTensor::F32(shape, w)));
         t.push((format!("{name}.bias"), OutTensor::F32(vec![cout], bias)));
@@ -434,14 +517,27 @@ pub fn random_weights(cfg: &HyperpriorConfig, seed: u64) -> Result<Vec<u8>> {
     conv(&mut t, "g_s.4", n, n, 5, true);
     conv(&mut t, "g_s.6", n, 3, 5, true);
     for name in ["g_a.1", "g_a.3", "g_a.5", "g_s.1", "g_s.3", "g_s.5"] {
-        let gamma: Vec<f32> = (0..n * n).map(|i| if i / n == i % n { 0.1 } else { 0.0 }).collect();
-        t.push((format!("{name}.beta"), OutTensor::F32(vec![n], vec![1.0; n])));
+        let gamma: Vec<f32> = (0..n * n)
+            .map(|i| if i / n == i % n { 0.1 } else { 0.0 })
+            .collect();
+        t.push((
+            format!("{name}.beta"),
+            OutTensor::F32(vec![n], vec![1.0; n]),
+        ));
         t.push((format!("{name}.gamma"), OutTensor::F32(vec![n, n], gamma)));
     }
-    t.push(("gain.y".into(), OutTensor::F32(vec![q, m], vec![1.0; q * m])));
-    t.push(("gain.y_inv".into(), OutTensor::F32(vec![q, m], vec![1.0; q * m])));
+    t.push((
+        "gain.y".into(),
+        OutTensor::F32(vec![q, m], vec![1.0; q * m]),
+    ));
+    t.push((
+        "gain.y_inv".into(),
+        OutTensor::F32(vec![q, m], vec![1.0; q * m]),
+    ));
     // z prior: symbols -16..=16 with weights 2^(12 - |k|/2) + 1, normalised to 1 << 16.
-    let raw: Vec<u64> = (-16i32..=16).map(|k| (1u64 << (12 - (k.unsigned_abs() / 2))) + 1).collect();
+    let raw: Vec<u64> = (-16i32..=16)
+        .map(|k| (1u64 << (12 - (k.unsigned_abs() / 2))) + 1)
+        .collect();
     let freqs = normalize_freqs(&raw, Z_TABLE_TOTAL);
     let len = freqs.len();
     let mut flat = Vec::with_capacity(n * len);
@@ -449,8 +545,14 @@ pub fn random_weights(cfg: &HyperpriorConfig, seed: u64) -> Result<Vec<u8>> {
         flat.extend(freqs.iter().map(|&f| f as i32));
     }
     t.push(("prior_z.freq".into(), OutTensor::I32(vec![n, len], flat)));
-    t.push(("prior_z.offset".into(), OutTensor::I32(vec![n], vec![-16; n])));
-    t.push(("prior_z.len".into(), OutTensor::I32(vec![n], vec![len as i32; n])));
+    t.push((
+        "prior_z.offset".into(),
+        OutTensor::I32(vec![n], vec![-16; n]),
+    ));
+    t.push((
+        "prior_z.len".into(),
+        OutTensor::I32(vec![n], vec![len as i32; n]),
+    ));
     write_safetensors(&t, cfg.to_metadata())
 }
 

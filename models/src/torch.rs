@@ -35,9 +35,15 @@ impl Gdn {
     fn new(p: &nn::Path<'_>, c: i64, inverse: bool) -> Self {
         let beta_p = p.var_copy("beta_p", &Tensor::ones([c], (Kind::Float, Device::Cpu)));
         // Small non-zero off-diagonal so Adam can move them (d(p²)/dp = 0 at p = 0).
-        let g = Tensor::eye(c, (Kind::Float, Device::Cpu)) * (0.1f64.sqrt() - 2f64.powi(-18)) + 2f64.powi(-18);
+        let g = Tensor::eye(c, (Kind::Float, Device::Cpu)) * (0.1f64.sqrt() - 2f64.powi(-18))
+            + 2f64.powi(-18);
         let gamma_p = p.var_copy("gamma_p", &g);
-        Self { beta_p, gamma_p, inverse, c }
+        Self {
+            beta_p,
+            gamma_p,
+            inverse,
+            c,
+        }
     }
     fn beta(&self) -> Tensor {
         self.beta_p.square() + BETA_EPS
@@ -50,8 +56,14 @@ impl Gdn {
 impl Module for Gdn {
     fn forward(&self, x: &Tensor) -> Tensor {
         let g = self.gamma().view([self.c, self.c, 1, 1]);
-        let norm = x.square().conv2d(&g, Some(&self.beta()), [1, 1], [0, 0], [1, 1], 1);
-        if self.inverse { x * norm.sqrt() } else { x * norm.rsqrt() }
+        let norm = x
+            .square()
+            .conv2d(&g, Some(&self.beta()), [1, 1], [0, 0], [1, 1], 1);
+        if self.inverse {
+            x * norm.sqrt()
+        } else {
+            x * norm.rsqrt()
+        }
     }
 }
 
@@ -65,11 +77,20 @@ enum Block {
 
 impl Block {
     fn conv(p: &nn::Path<'_>, idx: usize, cin: i64, cout: i64, k: i64, stride: i64) -> Self {
-        let cfg = nn::ConvConfig { stride, padding: k / 2, ..Default::default() };
+        let cfg = nn::ConvConfig {
+            stride,
+            padding: k / 2,
+            ..Default::default()
+        };
         Block::Conv(nn::conv2d(p / idx.to_string(), cin, cout, k, cfg))
     }
     fn deconv(p: &nn::Path<'_>, idx: usize, cin: i64, cout: i64, k: i64, stride: i64) -> Self {
-        let cfg = nn::ConvTransposeConfig { stride, padding: k / 2, output_padding: stride - 1, ..Default::default() };
+        let cfg = nn::ConvTransposeConfig {
+            stride,
+            padding: k / 2,
+            output_padding: stride - 1,
+            ..Default::default()
+        };
         Block::Deconv(nn::conv_transpose2d(p / idx.to_string(), cin, cout, k, cfg))
     }
     fn forward(&self, x: &Tensor) -> Tensor {
@@ -108,7 +129,11 @@ impl Factorized {
         let (mut matrices, mut biases, mut factors) = (vec![], vec![], vec![]);
         for i in 0..filters.len() - 1 {
             let init = (1.0 / scale / filters[i + 1] as f64).exp_m1().ln();
-            let m = Tensor::full([c, filters[i + 1], filters[i]], init, (Kind::Float, Device::Cpu));
+            let m = Tensor::full(
+                [c, filters[i + 1], filters[i]],
+                init,
+                (Kind::Float, Device::Cpu),
+            );
             matrices.push(p.var_copy(&format!("matrix{i}"), &m));
             let b = Tensor::rand([c, filters[i + 1], 1], (Kind::Float, Device::Cpu)) - 0.5;
             biases.push(p.var_copy(&format!("bias{i}"), &b));
@@ -117,7 +142,12 @@ impl Factorized {
                 factors.push(p.var_copy(&format!("factor{i}"), &f));
             }
         }
-        Self { matrices, biases, factors, c }
+        Self {
+            matrices,
+            biases,
+            factors,
+            c,
+        }
     }
 
     /// Logits of the cumulative for `x: [C, 1, n]`.
@@ -141,7 +171,9 @@ impl Factorized {
         // Evaluate in the tail where the sigmoid is accurate (sign trick).
         let sign = -(&lower + &upper).sign().detach();
         let lik = ((&sign * &upper).sigmoid() - (&sign * &lower).sigmoid()).abs();
-        lik.reshape([sz[1], sz[0], sz[2], sz[3]]).permute([1, 0, 2, 3]).clamp_min(1e-9)
+        lik.reshape([sz[1], sz[0], sz[2], sz[3]])
+            .permute([1, 0, 2, 3])
+            .clamp_min(1e-9)
     }
 }
 
@@ -248,7 +280,11 @@ impl TchHyperprior {
         // quantisation for larger λ); inverse gains start at the reciprocal.
         let q = cfg.levels();
         let lmid = cfg.lambdas[q / 2].max(1e-9);
-        let g0: Vec<f32> = cfg.lambdas.iter().map(|l| (l / lmid).max(1e-6).sqrt()).collect();
+        let g0: Vec<f32> = cfg
+            .lambdas
+            .iter()
+            .map(|l| (l / lmid).max(1e-6).sqrt())
+            .collect();
         let gt = Tensor::from_slice(&g0).view([q as i64, 1]).repeat([1, m]);
         let gp = &root / "gain";
         let gain = gp.var_copy("y", &gt);
@@ -256,7 +292,17 @@ impl TchHyperprior {
         let prior = Factorized::new(&(&root / "prior_z"), n);
         drop(root);
         vs.set_device(device);
-        Ok(Self { vs, cfg, g_a, h_a, h_s, g_s, gain, inv_gain, prior })
+        Ok(Self {
+            vs,
+            cfg,
+            g_a,
+            h_a,
+            h_s,
+            g_s,
+            gain,
+            inv_gain,
+            prior,
+        })
     }
 
     /// The device the variables live on.
@@ -309,16 +355,30 @@ impl TchHyperprior {
         let (means, scales) = self.hyper_synthesis(&z_dec);
         let scales = bound_scale(&scales);
         let y_res = &y - &means;
-        let y_rate_res = if train { &y_res + (y_res.rand_like() - 0.5) } else { y_res.round() };
+        let y_rate_res = if train {
+            &y_res + (y_res.rand_like() - 0.5)
+        } else {
+            y_res.round()
+        };
         let y_lik = gaussian_likelihood(&y_rate_res, &scales);
-        let y_hat = if train { round_ste(&y_res) + &means } else { y_res.round() + &means };
+        let y_hat = if train {
+            round_ste(&y_res) + &means
+        } else {
+            y_res.round() + &means
+        };
         let x_hat = self.synthesis(&y_hat, q);
         let sz = x.size();
         let pixels = (sz[2] * sz[3]) as f64;
         let ln2 = std::f64::consts::LN_2;
-        let bits = |l: &Tensor| -(l.log().sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float)) / ln2;
+        let bits = |l: &Tensor| {
+            -(l.log()
+                .sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float))
+                / ln2
+        };
         let bpp = (bits(&y_lik) + bits(&z_lik)) / pixels;
-        let mse = (&x_hat - x).square().mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float);
+        let mse = (&x_hat - x)
+            .square()
+            .mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float);
         Forward { x_hat, bpp, mse }
     }
 
@@ -329,8 +389,17 @@ impl TchHyperprior {
     ///
     /// # Errors
     /// I/O or torch errors.
-    pub fn save_checkpoint(&self, dir: &Path, max_bytes: usize, half: bool) -> Result<Vec<std::path::PathBuf>> {
-        let (kind, elem) = if half { (Kind::Half, 2) } else { (Kind::Float, 4) };
+    pub fn save_checkpoint(
+        &self,
+        dir: &Path,
+        max_bytes: usize,
+        half: bool,
+    ) -> Result<Vec<std::path::PathBuf>> {
+        let (kind, elem) = if half {
+            (Kind::Half, 2)
+        } else {
+            (Kind::Float, 4)
+        };
         std::fs::create_dir_all(dir)?;
         let mut vars: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
@@ -377,27 +446,44 @@ impl TchHyperprior {
             .flatten()
             .map(|e| e.path())
             .filter(|p| {
-                let n = p.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+                let n = p
+                    .file_name()
+                    .map(|s| s.to_string_lossy().to_string())
+                    .unwrap_or_default();
                 n.starts_with("ckpt-part") && n.ends_with(".safetensors")
             })
             .collect();
         files.sort();
         if files.is_empty() {
-            return Err(Error::InvalidArgument(format!("no ckpt-part*.safetensors in {}", dir.display())));
+            return Err(Error::InvalidArgument(format!(
+                "no ckpt-part*.safetensors in {}",
+                dir.display()
+            )));
         }
         for f in files {
             for (name, t) in Tensor::read_safetensors(&f).map_err(terr)? {
-                let v = vars.get(&name).ok_or_else(|| Error::InvalidArgument(format!("checkpoint variable `{name}` not in the network")))?;
+                let v = vars.get(&name).ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "checkpoint variable `{name}` not in the network"
+                    ))
+                })?;
                 if v.size() != t.size() {
-                    return Err(Error::InvalidArgument(format!("`{name}`: checkpoint {:?} vs network {:?}", t.size(), v.size())));
+                    return Err(Error::InvalidArgument(format!(
+                        "`{name}`: checkpoint {:?} vs network {:?}",
+                        t.size(),
+                        v.size()
+                    )));
                 }
                 let mut v = v.shallow_clone();
-                tch::no_grad(|| v.f_copy_(&t.to_device(v.device()).to_kind(Kind::Float))).map_err(terr)?;
+                tch::no_grad(|| v.f_copy_(&t.to_device(v.device()).to_kind(Kind::Float)))
+                    .map_err(terr)?;
                 seen.insert(name);
             }
         }
         if let Some(missing) = vars.keys().find(|k| !seen.contains(*k)) {
-            return Err(Error::InvalidArgument(format!("checkpoint lacks `{missing}`")));
+            return Err(Error::InvalidArgument(format!(
+                "checkpoint lacks `{missing}`"
+            )));
         }
         Ok(())
     }
@@ -413,7 +499,12 @@ impl TchHyperprior {
             // Points k - 0.5 for k in -K..=K+1 give both bounds of every k in -K..=K.
             let pts = Tensor::arange_start(-K, K + 2, (Kind::Float, dev)) - 0.5;
             let pts = pts.view([1, 1, -1]).repeat([c, 1, 1]);
-            let cdf = self.prior.logits_cumulative(&pts).sigmoid().to_kind(Kind::Double).to_device(Device::Cpu);
+            let cdf = self
+                .prior
+                .logits_cumulative(&pts)
+                .sigmoid()
+                .to_kind(Kind::Double)
+                .to_device(Device::Cpu);
             let cdf: Vec<f64> = Vec::<f64>::try_from(cdf.flatten(0, -1)).unwrap_or_default();
             let width = (2 * K + 2) as usize;
             let mut offsets = vec![];
@@ -461,13 +552,25 @@ impl TchHyperprior {
     pub fn export(&self, half: bool) -> Result<Vec<u8>> {
         let vars = self.vs.variables();
         let get = |name: &str| -> Result<(Vec<usize>, Vec<f32>)> {
-            let t = vars.get(name).ok_or_else(|| Error::InvalidArgument(format!("no variable `{name}`")))?;
-            let t = t.detach().to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+            let t = vars
+                .get(name)
+                .ok_or_else(|| Error::InvalidArgument(format!("no variable `{name}`")))?;
+            let t = t
+                .detach()
+                .to_device(Device::Cpu)
+                .to_kind(Kind::Float)
+                .contiguous();
             let shape = t.size().iter().map(|&d| d as usize).collect();
             let v = Vec::<f32>::try_from(t.flatten(0, -1)).map_err(terr)?;
             Ok((shape, v))
         };
-        let float = |s: Vec<usize>, v: Vec<f32>| if half { OutTensor::F16(s, v) } else { OutTensor::F32(s, v) };
+        let float = |s: Vec<usize>, v: Vec<f32>| {
+            if half {
+                OutTensor::F16(s, v)
+            } else {
+                OutTensor::F32(s, v)
+            }
+        };
         let mut out: Vec<(String, OutTensor)> = vec![];
         let mut names: Vec<&String> = vars.keys().collect();
         names.sort();
@@ -481,13 +584,17 @@ impl TchHyperprior {
             for (i, b) in blocks.iter().enumerate() {
                 if let Block::Gdn(g) = b {
                     let cpu = |t: Tensor| -> Result<Vec<f32>> {
-                        Vec::<f32>::try_from(t.detach().to_device(Device::Cpu).flatten(0, -1)).map_err(terr)
+                        Vec::<f32>::try_from(t.detach().to_device(Device::Cpu).flatten(0, -1))
+                            .map_err(terr)
                     };
                     let c = g.c as usize;
                     // Effective parameters are computed in f32 by torch once, here; the
                     // stored values are what every decoder uses.
                     out.push((format!("{prefix}.{i}.beta"), float(vec![c], cpu(g.beta())?)));
-                    out.push((format!("{prefix}.{i}.gamma"), float(vec![c, c], cpu(g.gamma())?)));
+                    out.push((
+                        format!("{prefix}.{i}.gamma"),
+                        float(vec![c, c], cpu(g.gamma())?),
+                    ));
                 }
             }
         }
@@ -509,7 +616,10 @@ impl TchHyperprior {
         out.push(("prior_z.offset".into(), OutTensor::I32(vec![n], offsets)));
         out.push(("prior_z.len".into(), OutTensor::I32(vec![n], lens)));
         let mut meta: HashMap<String, String> = self.cfg.to_metadata();
-        meta.insert("lcodec.storage".into(), if half { "f16" } else { "f32" }.into());
+        meta.insert(
+            "lcodec.storage".into(),
+            if half { "f16" } else { "f32" }.into(),
+        );
         write_safetensors(&out, meta)
     }
 }
@@ -532,7 +642,9 @@ impl TchHyperprior {
         for (name, var) in &vars {
             let shape: Vec<usize> = var.size().iter().map(|&d| d as usize).collect();
             let (src, f): (String, fn(f32) -> f32) = if let Some(p) = name.strip_suffix(".beta_p") {
-                (format!("{p}.beta"), |b| (b - BETA_EPS as f32).max(0.0).sqrt())
+                (format!("{p}.beta"), |b| {
+                    (b - BETA_EPS as f32).max(0.0).sqrt()
+                })
             } else if let Some(p) = name.strip_suffix(".gamma_p") {
                 (format!("{p}.gamma"), |g| g.max(0.0).sqrt())
             } else if name.starts_with("prior_z.") {
@@ -542,7 +654,10 @@ impl TchHyperprior {
             };
             let data: Vec<f32> = w.f32(&src, &shape)?.into_iter().map(f).collect();
             let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-            let t = Tensor::f_from_slice(&data).map_err(terr)?.f_view(dims.as_slice()).map_err(terr)?;
+            let t = Tensor::f_from_slice(&data)
+                .map_err(terr)?
+                .f_view(dims.as_slice())
+                .map_err(terr)?;
             let mut v = var.shallow_clone();
             tch::no_grad(|| v.f_copy_(&t)).map_err(terr)?;
         }

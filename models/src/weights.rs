@@ -14,7 +14,10 @@ pub struct WeightFile<'a> {
 }
 
 fn bad(what: impl Into<String>) -> Error {
-    Error::Codec { codec: "weights", message: what.into() }
+    Error::Codec {
+        codec: "weights",
+        message: what.into(),
+    }
 }
 
 impl<'a> WeightFile<'a> {
@@ -23,8 +26,10 @@ impl<'a> WeightFile<'a> {
     /// # Errors
     /// [`Error::Codec`] when the bytes are not a valid safetensors file.
     pub fn parse(bytes: &'a [u8]) -> Result<Self> {
-        let st = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-        let (_, m) = SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("bad safetensors header: {e}")))?;
+        let st = SafeTensors::deserialize(bytes)
+            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+        let (_, m) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| bad(format!("bad safetensors header: {e}")))?;
         let meta = m.metadata().clone().unwrap_or_default();
         Ok(Self { st, meta })
     }
@@ -34,7 +39,10 @@ impl<'a> WeightFile<'a> {
     /// # Errors
     /// [`Error::Codec`] when the key is missing.
     pub fn meta(&self, key: &str) -> Result<&str> {
-        self.meta.get(key).map(String::as_str).ok_or_else(|| bad(format!("metadata key `{key}` missing")))
+        self.meta
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| bad(format!("metadata key `{key}` missing")))
     }
 
     /// A metadata value parsed as `T`.
@@ -43,7 +51,9 @@ impl<'a> WeightFile<'a> {
     /// [`Error::Codec`] when the key is missing or does not parse.
     pub fn meta_parse<T: std::str::FromStr>(&self, key: &str) -> Result<T> {
         let v = self.meta(key)?;
-        v.trim().parse().map_err(|_| bad(format!("metadata `{key}` = `{v}` does not parse")))
+        v.trim()
+            .parse()
+            .map_err(|_| bad(format!("metadata `{key}` = `{v}` does not parse")))
     }
 
     /// Tensor `name` as f32 (from F32, F16 or BF16 storage), checked against `shape`.
@@ -51,19 +61,35 @@ impl<'a> WeightFile<'a> {
     /// # Errors
     /// [`Error::Codec`] when the tensor is missing, has another shape or dtype.
     pub fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let t = self.st.tensor(name).map_err(|_| bad(format!("tensor `{name}` missing")))?;
+        let t = self
+            .st
+            .tensor(name)
+            .map_err(|_| bad(format!("tensor `{name}` missing")))?;
         if t.shape() != shape {
-            return Err(bad(format!("tensor `{name}` has shape {:?}, expected {shape:?}", t.shape())));
+            return Err(bad(format!(
+                "tensor `{name}` has shape {:?}, expected {shape:?}",
+                t.shape()
+            )));
         }
         let d = t.data();
         let v = match t.dtype() {
-            Dtype::F32 => d.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            Dtype::F16 => d.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
+            Dtype::F32 => d
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::F16 => d
+                .chunks_exact(2)
+                .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
             Dtype::BF16 => d
                 .chunks_exact(2)
                 .map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16))
                 .collect(),
-            other => return Err(bad(format!("tensor `{name}` has dtype {other:?}, expected a float"))),
+            other => {
+                return Err(bad(format!(
+                    "tensor `{name}` has dtype {other:?}, expected a float"
+                )));
+            }
         };
         Ok(v)
     }
@@ -75,7 +101,10 @@ impl<'a> WeightFile<'a> {
     pub fn u32(&self, name: &str, shape: &[usize]) -> Result<Vec<u32>> {
         self.i64(name, shape)?
             .into_iter()
-            .map(|v| u32::try_from(v).map_err(|_| bad(format!("tensor `{name}`: value {v} out of u32 range"))))
+            .map(|v| {
+                u32::try_from(v)
+                    .map_err(|_| bad(format!("tensor `{name}`: value {v} out of u32 range")))
+            })
             .collect()
     }
 
@@ -84,19 +113,35 @@ impl<'a> WeightFile<'a> {
     /// # Errors
     /// [`Error::Codec`] when the tensor is missing, has another shape or dtype.
     pub fn i64(&self, name: &str, shape: &[usize]) -> Result<Vec<i64>> {
-        let t = self.st.tensor(name).map_err(|_| bad(format!("tensor `{name}` missing")))?;
+        let t = self
+            .st
+            .tensor(name)
+            .map_err(|_| bad(format!("tensor `{name}` missing")))?;
         if t.shape() != shape {
-            return Err(bad(format!("tensor `{name}` has shape {:?}, expected {shape:?}", t.shape())));
+            return Err(bad(format!(
+                "tensor `{name}` has shape {:?}, expected {shape:?}",
+                t.shape()
+            )));
         }
         let d = t.data();
         Ok(match t.dtype() {
-            Dtype::I32 => d.chunks_exact(4).map(|c| i64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect(),
-            Dtype::U32 => d.chunks_exact(4).map(|c| i64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect(),
+            Dtype::I32 => d
+                .chunks_exact(4)
+                .map(|c| i64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                .collect(),
+            Dtype::U32 => d
+                .chunks_exact(4)
+                .map(|c| i64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                .collect(),
             Dtype::I64 => d
                 .chunks_exact(8)
                 .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
                 .collect(),
-            other => return Err(bad(format!("tensor `{name}` has dtype {other:?}, expected an integer"))),
+            other => {
+                return Err(bad(format!(
+                    "tensor `{name}` has dtype {other:?}, expected an integer"
+                )));
+            }
         })
     }
 
@@ -145,27 +190,43 @@ pub enum OutTensor {
 /// # Errors
 /// [`Error::InvalidArgument`] when a tensor's data length does not match its shape or a
 /// name is duplicated.
-pub fn write_safetensors(tensors: &[(String, OutTensor)], meta: HashMap<String, String>) -> Result<Vec<u8>> {
+pub fn write_safetensors(
+    tensors: &[(String, OutTensor)],
+    meta: HashMap<String, String>,
+) -> Result<Vec<u8>> {
     use std::collections::BTreeMap;
     let mut sorted: BTreeMap<&str, (&str, &Vec<usize>, Vec<u8>)> = BTreeMap::new();
     for (name, t) in tensors {
         let (dt, shape, bytes): (&str, &Vec<usize>, Vec<u8>) = match t {
             OutTensor::F32(s, v) => ("F32", s, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-            OutTensor::F16(s, v) => ("F16", s, v.iter().flat_map(|x| f32_to_f16(*x).to_le_bytes()).collect()),
+            OutTensor::F16(s, v) => (
+                "F16",
+                s,
+                v.iter()
+                    .flat_map(|x| f32_to_f16(*x).to_le_bytes())
+                    .collect(),
+            ),
             OutTensor::I32(s, v) => ("I32", s, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
         };
         let elems: usize = shape.iter().product();
         if bytes.len() != elems * if dt == "F16" { 2 } else { 4 } {
-            return Err(Error::InvalidArgument(format!("tensor `{name}`: data does not match shape {shape:?}")));
+            return Err(Error::InvalidArgument(format!(
+                "tensor `{name}`: data does not match shape {shape:?}"
+            )));
         }
         if sorted.insert(name, (dt, shape, bytes)).is_some() {
-            return Err(Error::InvalidArgument(format!("tensor `{name}` given twice")));
+            return Err(Error::InvalidArgument(format!(
+                "tensor `{name}` given twice"
+            )));
         }
     }
     let meta: BTreeMap<String, String> = meta.into_iter().collect();
     let mut header = String::from("{");
     header.push_str("\"__metadata__\":{");
-    let m: Vec<String> = meta.iter().map(|(k, v)| format!("{}:{}", json_str(k), json_str(v))).collect();
+    let m: Vec<String> = meta
+        .iter()
+        .map(|(k, v)| format!("{}:{}", json_str(k), json_str(v)))
+        .collect();
     header.push_str(&m.join(","));
     header.push('}');
     let mut offset = 0usize;

@@ -1,16 +1,23 @@
 //! CPU backend: loading, shapes, error paths, determinism of the hyper-synthesis.
+#![allow(clippy::unwrap_used)]
 use lcodec_models::hyperprior::{HyperpriorConfig, MeanScaleHyperprior, random_weights};
 use ndarray::Array3;
 
 fn small() -> HyperpriorConfig {
-    HyperpriorConfig { n: 8, m: 12, lambdas: vec![0.01, 0.02] }
+    HyperpriorConfig {
+        n: 8,
+        m: 12,
+        lambdas: vec![0.01, 0.02],
+    }
 }
 
 #[test]
 fn random_model_runs_all_transforms_with_expected_shapes() {
     let bytes = random_weights(&small(), 7).unwrap();
     let model = MeanScaleHyperprior::from_bytes(&bytes).unwrap();
-    let x = Array3::from_shape_fn((3, 128, 64), |(c, y, x)| ((c + y * 3 + x * 7) % 255) as f32 / 255.0);
+    let x = Array3::from_shape_fn((3, 128, 64), |(c, y, x)| {
+        ((c + y * 3 + x * 7) % 255) as f32 / 255.0
+    });
     let y = model.analysis(x.view(), 1).unwrap();
     assert_eq!(y.dim(), (12, 8, 4));
     let z = model.hyper_analysis(y.view()).unwrap();
@@ -28,11 +35,25 @@ fn random_model_runs_all_transforms_with_expected_shapes() {
 
 #[test]
 fn hyper_synthesis_bits_do_not_depend_on_threads() {
-    let bytes = random_weights(&HyperpriorConfig { n: 16, m: 24, lambdas: vec![0.01] }, 3).unwrap();
+    let bytes = random_weights(
+        &HyperpriorConfig {
+            n: 16,
+            m: 24,
+            lambdas: vec![0.01],
+        },
+        3,
+    )
+    .unwrap();
     let model = MeanScaleHyperprior::from_bytes(&bytes).unwrap();
-    let z = Array3::from_shape_fn((16, 3, 5), |(c, y, x)| ((c * 5 + y * 3 + x) % 7) as f32 - 3.0);
+    let z = Array3::from_shape_fn((16, 3, 5), |(c, y, x)| {
+        ((c * 5 + y * 3 + x) % 7) as f32 - 3.0
+    });
     let run = |n: usize| {
-        rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap().install(|| model.hyper_synthesis(z.view()).unwrap())
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+            .install(|| model.hyper_synthesis(z.view()).unwrap())
     };
     let (m1, s1) = run(1);
     let (m4, s4) = run(4);
@@ -47,14 +68,25 @@ fn bad_weight_files_are_errors_not_panics() {
     assert!(MeanScaleHyperprior::from_bytes(b"garbage that is not safetensors").is_err());
     let bytes = random_weights(&small(), 1).unwrap();
     for cut in [8, 100, bytes.len() / 2, bytes.len() - 1] {
-        assert!(MeanScaleHyperprior::from_bytes(&bytes[..cut]).is_err(), "cut at {cut}");
+        assert!(
+            MeanScaleHyperprior::from_bytes(&bytes[..cut]).is_err(),
+            "cut at {cut}"
+        );
     }
     // Wrong quality and shapes.
     let model = MeanScaleHyperprior::from_bytes(&bytes).unwrap();
     let x = Array3::<f32>::zeros((3, 64, 64));
     assert!(model.analysis(x.view(), 2).is_err());
-    assert!(model.analysis(Array3::<f32>::zeros((3, 60, 64)).view(), 0).is_err());
-    assert!(model.hyper_synthesis(Array3::<f32>::zeros((3, 1, 1)).view()).is_err());
+    assert!(
+        model
+            .analysis(Array3::<f32>::zeros((3, 60, 64)).view(), 0)
+            .is_err()
+    );
+    assert!(
+        model
+            .hyper_synthesis(Array3::<f32>::zeros((3, 1, 1)).view())
+            .is_err()
+    );
 }
 
 #[test]
@@ -66,5 +98,8 @@ fn weights_hash_identifies_the_file() {
     assert_ne!(ma.weights_hash(), mb.weights_hash());
     // Serialisation is deterministic (sorted header), so the hash is reproducible.
     assert_eq!(a, random_weights(&small(), 1).unwrap());
-    assert_eq!(ma.weights_hash(), MeanScaleHyperprior::from_bytes(&a).unwrap().weights_hash());
+    assert_eq!(
+        ma.weights_hash(),
+        MeanScaleHyperprior::from_bytes(&a).unwrap().weights_hash()
+    );
 }

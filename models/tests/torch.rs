@@ -1,5 +1,6 @@
 //! tch backend vs the pure-Rust CPU backend, training smoke test, checkpoints.
 //! Runs only with `--features torch` (needs LIBTORCH, see TRAINING.md).
+#![allow(clippy::unwrap_used)]
 #![cfg(feature = "torch")]
 
 use lcodec_models::hyperprior::{HyperpriorConfig, MeanScaleHyperprior};
@@ -10,12 +11,14 @@ use tch::{Device, Kind, Tensor};
 
 fn to_tensor3(a: &Array3<f32>) -> Tensor {
     let (c, h, w) = a.dim();
-    Tensor::from_slice(a.as_standard_layout().as_slice().unwrap()).view([1, c as i64, h as i64, w as i64])
+    Tensor::from_slice(a.as_standard_layout().as_slice().unwrap())
+        .view([1, c as i64, h as i64, w as i64])
 }
 
 fn to_array3(t: &Tensor) -> Array3<f32> {
     let s = t.size();
-    let v = Vec::<f32>::try_from(t.detach().to_kind(Kind::Float).contiguous().flatten(0, -1)).unwrap();
+    let v =
+        Vec::<f32>::try_from(t.detach().to_kind(Kind::Float).contiguous().flatten(0, -1)).unwrap();
     Array3::from_shape_vec((s[1] as usize, s[2] as usize, s[3] as usize), v).unwrap()
 }
 
@@ -23,7 +26,10 @@ fn to_array3(t: &Tensor) -> Array3<f32> {
 fn rel(a: &Array3<f32>, b: &Array3<f32>) -> f32 {
     assert_eq!(a.dim(), b.dim());
     let m = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-    a.iter().zip(b).fold(0.0f32, |e, (x, y)| e.max((x - y).abs())) / m
+    a.iter()
+        .zip(b)
+        .fold(0.0f32, |e, (x, y)| e.max((x - y).abs()))
+        / m
 }
 
 /// Transforms agree between backends within this relative tolerance (f32 with different
@@ -33,11 +39,18 @@ const TOL: f32 = 1e-4;
 #[test]
 fn tch_and_cpu_backends_agree() {
     tch::manual_seed(11);
-    let cfg = HyperpriorConfig { n: 16, m: 24, lambdas: vec![0.005, 0.02] };
+    let cfg = HyperpriorConfig {
+        n: 16,
+        m: 24,
+        lambdas: vec![0.005, 0.02],
+    };
     let tm = TchHyperprior::new(cfg, Device::Cpu).unwrap();
     let bytes = tm.export(false).unwrap();
     let cm = MeanScaleHyperprior::from_bytes(&bytes).unwrap();
-    let x = Array3::from_shape_fn((3, 128, 192), |(c, y, x)| (((x * 3 + y * 5 + c * 17) % 97) as f32 / 96.0 + (y as f32 / 40.0).sin() * 0.2).clamp(0.0, 1.0));
+    let x = Array3::from_shape_fn((3, 128, 192), |(c, y, x)| {
+        (((x * 3 + y * 5 + c * 17) % 97) as f32 / 96.0 + (y as f32 / 40.0).sin() * 0.2)
+            .clamp(0.0, 1.0)
+    });
     let xt = to_tensor3(&x);
     for q in 0..2usize {
         let qt = Tensor::from_slice(&[q as i64]);
@@ -59,8 +72,16 @@ fn tch_and_cpu_backends_agree() {
         let xt_hat = tch::no_grad(|| tm.synthesis(&to_tensor3(&y_hat), &qt));
         let xc_hat = cm.synthesis(y_hat.view(), q).unwrap();
         let e_x = rel(&xc_hat, &to_array3(&xt_hat));
-        println!("q={q} rel errors: y {e_y:.2e} z {e_z:.2e} means {e_m:.2e} scales {e_s:.2e} x_hat {e_x:.2e}");
-        for (what, e) in [("y", e_y), ("z", e_z), ("means", e_m), ("scales", e_s), ("x_hat", e_x)] {
+        println!(
+            "q={q} rel errors: y {e_y:.2e} z {e_z:.2e} means {e_m:.2e} scales {e_s:.2e} x_hat {e_x:.2e}"
+        );
+        for (what, e) in [
+            ("y", e_y),
+            ("z", e_z),
+            ("means", e_m),
+            ("scales", e_s),
+            ("x_hat", e_x),
+        ] {
             assert!(e < TOL, "{what}: backends differ by {e}");
         }
     }
@@ -69,7 +90,11 @@ fn tch_and_cpu_backends_agree() {
 #[test]
 fn training_decreases_the_loss() {
     tch::manual_seed(5);
-    let cfg = HyperpriorConfig { n: 8, m: 12, lambdas: vec![0.01] };
+    let cfg = HyperpriorConfig {
+        n: 8,
+        m: 12,
+        lambdas: vec![0.01],
+    };
     let tm = TchHyperprior::new(cfg, Device::Cpu).unwrap();
     let mut opt = tch::nn::Adam::default().build(&tm.vs, 2e-3).unwrap();
     // Smooth synthetic images: a fixed batch of 4 random low-frequency patterns.
@@ -90,13 +115,20 @@ fn training_decreases_the_loss() {
     let first: f64 = losses[..5].iter().sum::<f64>() / 5.0;
     let last: f64 = losses[losses.len() - 5..].iter().sum::<f64>() / 5.0;
     println!("loss {first:.3} -> {last:.3}");
-    assert!(last < 0.7 * first, "loss did not decrease: {first} -> {last}");
+    assert!(
+        last < 0.7 * first,
+        "loss did not decrease: {first} -> {last}"
+    );
 }
 
 #[test]
 fn checkpoint_round_trip_reproduces_the_export() {
     tch::manual_seed(3);
-    let cfg = HyperpriorConfig { n: 8, m: 12, lambdas: vec![0.01, 0.03] };
+    let cfg = HyperpriorConfig {
+        n: 8,
+        m: 12,
+        lambdas: vec![0.01, 0.03],
+    };
     let a = TchHyperprior::new(cfg.clone(), Device::Cpu).unwrap();
     let dir = tempfile::tempdir().unwrap();
     // Tiny part size forces several files.
@@ -108,9 +140,16 @@ fn checkpoint_round_trip_reproduces_the_export() {
     b.load_checkpoint(dir.path()).unwrap();
     let (ea, eb) = (a.export(false).unwrap(), b.export(false).unwrap());
     if ea != eb {
-        let (wa, wb) = (safetensors::SafeTensors::deserialize(&ea).unwrap(), safetensors::SafeTensors::deserialize(&eb).unwrap());
-        let differing: Vec<String> =
-            wa.names().into_iter().filter(|n| wa.tensor(n).unwrap().data() != wb.tensor(n).unwrap().data()).map(String::from).collect();
+        let (wa, wb) = (
+            safetensors::SafeTensors::deserialize(&ea).unwrap(),
+            safetensors::SafeTensors::deserialize(&eb).unwrap(),
+        );
+        let differing: Vec<String> = wa
+            .names()
+            .into_iter()
+            .filter(|n| wa.tensor(n).unwrap().data() != wb.tensor(n).unwrap().data())
+            .map(String::from)
+            .collect();
         panic!("exports differ after loading the checkpoint in: {differing:?}");
     }
     // Half-precision checkpoints load too (values rounded to f16).
@@ -121,7 +160,15 @@ fn checkpoint_round_trip_reproduces_the_export() {
     let _ = Array4::<f32>::zeros((1, 1, 1, 1));
     assert!(MeanScaleHyperprior::from_bytes(&c.export(true).unwrap()).is_ok());
     // A checkpoint of another size is refused.
-    let other = TchHyperprior::new(HyperpriorConfig { n: 4, m: 12, lambdas: vec![0.01, 0.03] }, Device::Cpu).unwrap();
+    let other = TchHyperprior::new(
+        HyperpriorConfig {
+            n: 4,
+            m: 12,
+            lambdas: vec![0.01, 0.03],
+        },
+        Device::Cpu,
+    )
+    .unwrap();
     let mut other = other;
     assert!(other.load_checkpoint(dir.path()).is_err());
 }

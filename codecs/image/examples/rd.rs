@@ -21,20 +21,29 @@ fn main() {
         let img = image::open(path).expect("read image").to_rgb8();
         let (w, h) = (img.width(), img.height());
         let rgb = img.into_raw();
-        for q in 0..levels {
+        for (q, sum) in sums.iter_mut().enumerate() {
             let t0 = Instant::now();
             let payload = codec.encode_rgb(&rgb, w, h, q).expect("encode");
             let te = t0.elapsed().as_secs_f64() * 1e3;
             let t1 = Instant::now();
             let out = codec.decode_rgb(&payload, w, h, q).expect("decode");
             let td = t1.elapsed().as_secs_f64() * 1e3;
-            let mse: f64 = rgb.iter().zip(&out).map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2)).sum::<f64>() / rgb.len() as f64;
+            let mse: f64 = rgb
+                .iter()
+                .zip(&out)
+                .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+                .sum::<f64>()
+                / rgb.len() as f64;
             let psnr = 10.0 * (255.0f64 * 255.0 / mse.max(1e-12)).log10();
             let bpp = payload.len() as f64 * 8.0 / f64::from(w * h);
-            println!("{path} q={} bytes={} bpp={bpp:.4} psnr={psnr:.3} enc_ms={te:.0} dec_ms={td:.0}", q + 1, payload.len());
-            sums[q].0 += bpp;
-            sums[q].1 += psnr;
-            sums[q].2 += 1;
+            println!(
+                "{path} q={} bytes={} bpp={bpp:.4} psnr={psnr:.3} enc_ms={te:.0} dec_ms={td:.0}",
+                q + 1,
+                payload.len()
+            );
+            sum.0 += bpp;
+            sum.1 += psnr;
+            sum.2 += 1;
         }
     }
     for (q, (b, p, n)) in sums.iter().enumerate() {

@@ -1,17 +1,24 @@
 //! Round trips through the container with random-initialised weights (the pipeline, not
 //! the rate-distortion: trained weights come from `lcodec-train`).
+#![allow(clippy::unwrap_used)]
 use lcodec_core::container::{ChunkSink, ChunkSource, read_header};
 use lcodec_core::{Codec, DecodeOptions, EncodeOptions, Error, Limits};
 use lcodec_image::ImageCodec;
 use lcodec_models::hyperprior::{HyperpriorConfig, random_weights};
 
 fn codec(seed: u64) -> ImageCodec {
-    let cfg = HyperpriorConfig { n: 8, m: 12, lambdas: vec![0.005, 0.02] };
+    let cfg = HyperpriorConfig {
+        n: 8,
+        m: 12,
+        lambdas: vec![0.005, 0.02],
+    };
     ImageCodec::try_new(&random_weights(&cfg, seed).unwrap(), "test-random").unwrap()
 }
 
 fn fixture_png(w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 2) as u8, (y * 3) as u8, ((x + y) % 256) as u8]));
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x * 2) as u8, (y * 3) as u8, ((x + y) % 256) as u8])
+    });
     let mut out = std::io::Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Png).unwrap();
     out.into_inner()
@@ -20,7 +27,10 @@ fn fixture_png(w: u32, h: u32) -> Vec<u8> {
 fn encode_file(c: &ImageCodec, input: &[u8], quality: Option<u32>) -> Vec<u8> {
     let mut out = Vec::new();
     let mut sink = ChunkSink::new(&mut out, c.info(), None);
-    let opts = EncodeOptions { quality, ..Default::default() };
+    let opts = EncodeOptions {
+        quality,
+        ..Default::default()
+    };
     c.encode(&mut &input[..], &mut sink, &opts).unwrap();
     sink.finish(input.len() as u64, None).unwrap();
     out
@@ -43,7 +53,11 @@ fn png_round_trip_keeps_size_and_is_deterministic() {
     let png = decode_file(&c, &file).unwrap();
     let img = image::load_from_memory(&png).unwrap();
     assert_eq!((img.width(), img.height()), (100, 70));
-    assert_eq!(png, decode_file(&c, &file).unwrap(), "decoding twice gives the same image");
+    assert_eq!(
+        png,
+        decode_file(&c, &file).unwrap(),
+        "decoding twice gives the same image"
+    );
     // The same input encodes to the same bytes.
     assert_eq!(file, encode_file(&c, &input, Some(2)));
 }
@@ -62,10 +76,23 @@ fn bad_quality_and_bad_input_are_errors() {
     let c = codec(1);
     let mut out = Vec::new();
     let mut sink = ChunkSink::new(&mut out, c.info(), None);
-    let opts = EncodeOptions { quality: Some(3), ..Default::default() };
-    assert!(c.encode(&mut &fixture_png(64, 64)[..], &mut sink, &opts).is_err());
+    let opts = EncodeOptions {
+        quality: Some(3),
+        ..Default::default()
+    };
+    assert!(
+        c.encode(&mut &fixture_png(64, 64)[..], &mut sink, &opts)
+            .is_err()
+    );
     let mut sink = ChunkSink::new(&mut out, c.info(), None);
-    assert!(c.encode(&mut &b"not an image"[..], &mut sink, &EncodeOptions::default()).is_err());
+    assert!(
+        c.encode(
+            &mut &b"not an image"[..],
+            &mut sink,
+            &EncodeOptions::default()
+        )
+        .is_err()
+    );
 }
 
 #[test]

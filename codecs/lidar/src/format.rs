@@ -311,25 +311,43 @@ fn is_pcd_header(head: &[u8]) -> bool {
     head.starts_with(b"# .PCD") || head.starts_with(b"VERSION") || head.starts_with(b"FIELDS")
 }
 
-/// True when the first records of a float32 record file look like LiDAR points (finite
-/// coordinates within ±2 km, not all zero).
+/// True when the first records of a float32 record file look like LiDAR points: at
+/// least 16 records, all finite, coordinates within ±2 km, 90% of the points between
+/// 0.3 m and 300 m from the sensor, not all equal, and a fourth field (reflectance /
+/// intensity) in `0..=65535`. Weight files and random bytes named `.bin` fail this.
 pub fn plausible_float_records(head: &[u8], fields: usize) -> bool {
     let rec = fields * 4;
-    let mut seen = 0;
-    let mut nonzero = false;
-    for r in head.chunks_exact(rec).take(256) {
-        for k in 0..3 {
-            let v = f32::from_le_bytes([r[4 * k], r[4 * k + 1], r[4 * k + 2], r[4 * k + 3]]);
-            if !v.is_finite() || v.abs() > 2000.0 {
+    let (mut seen, mut near, mut varied) = (0usize, 0usize, false);
+    let f = |r: &[u8], k: usize| {
+        f32::from_le_bytes([r[4 * k], r[4 * k + 1], r[4 * k + 2], r[4 * k + 3]])
+    };
+    let first = head.get(..12);
+    for r in head.chunks_exact(rec).take(512) {
+        let (x, y, z) = (f(r, 0), f(r, 1), f(r, 2));
+        if !(x.is_finite() && y.is_finite() && z.is_finite())
+            || x.abs().max(y.abs()).max(z.abs()) > 2000.0
+        {
+            return false;
+        }
+        if fields >= 4 {
+            let a = f(r, 3);
+            if !(0.0..=65535.0).contains(&a) {
                 return false;
             }
-            if v != 0.0 {
-                nonzero = true;
-            }
+        }
+        let d = (f64::from(x) * f64::from(x)
+            + f64::from(y) * f64::from(y)
+            + f64::from(z) * f64::from(z))
+        .sqrt();
+        if (0.3..=300.0).contains(&d) {
+            near += 1;
+        }
+        if first != Some(&r[..12]) {
+            varied = true;
         }
         seen += 1;
     }
-    seen > 0 && nonzero
+    seen >= 16 && near * 10 >= seen * 9 && varied
 }
 
 /// Parses a whole file in the given format.

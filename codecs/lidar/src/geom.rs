@@ -36,7 +36,18 @@ pub const MAX_RING_ID: u32 = 1023;
 #[inline]
 fn rnd(v: f64) -> i64 {
     // Round half away from zero, like `f64::round`, without the libm call: the cast
-    // truncates and `v - t` is exact for the magnitudes used here (< 2^52).
+    // truncates and `v - t` is exact below 2^52. Larger values (only from damaged
+    // streams) clamp to ±2^50, so later sums cannot overflow; NaN gives 0.
+    const LIM: f64 = (1u64 << 50) as f64;
+    if v.is_nan() || v.abs() >= LIM {
+        return if v > 0.0 {
+            1 << 50
+        } else if v < 0.0 {
+            -(1 << 50)
+        } else {
+            0
+        };
+    }
     let t = v as i64;
     let f = v - t as f64;
     if f >= 0.5 {
@@ -122,6 +133,9 @@ struct Ring {
     sr: u8,
     st: u8,
     sz: u8,
+    // Steps since the last short (about half) azimuth step, 0..=7; 8 = unknown. KITTI's
+    // HDL-64E makes a half step every 6 or 7 points, so this predicts them.
+    since: u8,
     n: u32,
     // Range of the point before `last` on this ring.
     rho_prev: f64,
@@ -132,6 +146,8 @@ struct Ring {
 struct DoneRing {
     keys: Vec<f64>,
     rho: Vec<f64>,
+    // Magnitude class of each point's radial residual.
+    cls: Vec<u8>,
 }
 
 impl DoneRing {
@@ -199,8 +215,8 @@ struct Models {
 impl Models {
     fn new() -> Result<Self> {
         Ok(Models {
-            r: ResidualModel::new(16 * 6)?,
-            t: ResidualModel::new(8 * 6 * 4)?,
+            r: ResidualModel::new(16 * 6 * 4)?,
+            t: ResidualModel::new(4 * 4 * 9)?,
             z: ResidualModel::new(8 * 6 * 4)?,
             fallback: ResidualModel::new(3)?,
         })
@@ -238,10 +254,12 @@ struct Coder<'a> {
     prev: Option<[i64; 3]>,
     m: Models,
     // Wrap mode: keys / ranges of the ring in progress and the finished ring above.
-    cur_keys: Vec<(f64, f64)>,
+    cur_keys: Vec<(f64, f64, u8)>,
     above: DoneRing,
     // Index into `above` of the neighbour of the last point of the current ring.
     above_w: Option<usize>,
+    // Cosine and sine of half the azimuth step.
+    half: (f64, f64),
 }
 
 impl<'a> Coder<'a> {
@@ -260,6 +278,14 @@ impl<'a> Coder<'a> {
             cur_keys: Vec::new(),
             above: DoneRing::default(),
             above_w: None,
+            half: {
+                let c2 = ((1.0 + p.cos_step) / 2.0).sqrt();
+                if c2 > 0.0 {
+                    (c2, p.sin_step / (2.0 * c2))
+                } else {
+                    (p.cos_step, p.sin_step)
+                }
+            },
         })
     }
 
@@ -275,7 +301,12 @@ impl<'a> Coder<'a> {
         let out = match st.last {
             Some(w) if st.rho >= MIN_RHO => {
                 let (ux, uy) = (w[0] as f64 / st.rho, w[1] as f64 / st.rho);
-                let (cs, ss) = (self.p.cos_step, self.p.sin_step);
+                // After six full steps a half step is nearly certain: predict it.
+                let (cs, ss) = if st.since == 6 {
+                    self.half
+                } else {
+                    (self.p.cos_step, self.p.sin_step)
+                };
                 let c = ux * cs - uy * ss;
                 let s = ux * ss + uy * cs;
                 // Range prediction: W's range, corrected by the ring above's change in
@@ -286,6 +317,7 @@ impl<'a> Coder<'a> {
                 // context: large changes mean edges, where residuals are large. Adding
                 // it to the prediction measured worse (it adds the neighbours' noise).
                 let mut dgrad: Option<f64> = None;
+                let mut acls = 0usize;
                 if self.ids.is_none() {
                     if let (Some(aw), Some(an)) = (
                         self.above_w,
@@ -293,6 +325,7 @@ impl<'a> Coder<'a> {
                             .and_then(|h| self.above.nearest_from(pseudo_angle(c, s), h)),
                     ) {
                         dgrad = Some(self.above.rho[an] - self.above.rho[aw]);
+                        acls = 1 + usize::from(self.above.cls[an] / 3).min(2);
                     }
                 }
                 if dgrad.is_none() && st.n >= 2 {
@@ -305,22 +338,41 @@ impl<'a> Coder<'a> {
                 let px = rnd(rho_hat * c);
                 let py = rnd(rho_hat * s);
                 let (er, et) = lift(qq[0] - px, qq[1] - py, c, -s);
-                let ctx_r = usize::from(st.cr.min(15)) * 6 + grad_ctx;
+                // Range bucket (<4 m, <16 m, <64 m, more): noise and angular jitter
+                // grow into larger residuals far away.
+                let rb = (class_of(st.rho as i64).saturating_sub(10)).min(7) / 2;
+                let ctx_r = (usize::from(st.cr.min(15)) * 6 + grad_ctx) * 4 + acls;
                 let dr = io.resid(&mut self.m.r, ctx_r, usize::from(st.sr), er)?;
                 let kr = class_of(dr).min(7);
-                // Range bucket: angular jitter grows into larger residuals far away.
-                let rb = (class_of(st.rho as i64).saturating_sub(10)).min(7) / 2;
                 let dt = io.resid(
                     &mut self.m.t,
-                    (rb * 8 + kr) * 6 + usize::from(st.ct.min(5)),
+                    (rb * 4 + kr.min(3)) * 9 + usize::from(st.since.min(8)),
                     usize::from(st.st),
                     et,
                 )?;
                 let (ex, ey) = unlift(dr, dt, c, -s);
                 let (x, y) = (px + ex, py + ey);
                 let rho = ((x as f64) * (x as f64) + (y as f64) * (y as f64)).sqrt();
+                // The step actually taken, as a fraction of the nominal one.
+                let since = if rho > 0.0 && self.p.sin_step.abs() > 1e-12 {
+                    let ratio = (ux * y as f64 - uy * x as f64) / rho / self.p.sin_step;
+                    if ratio > 0.25 && ratio < 0.75 {
+                        0
+                    } else if (0.75..1.5).contains(&ratio) {
+                        if st.since >= 8 {
+                            8
+                        } else {
+                            (st.since + 1).min(7)
+                        }
+                    } else {
+                        8
+                    }
+                } else {
+                    8
+                };
+                // Clamped to the coordinate range, so residuals stay small for any input.
                 let zh = if st.rho >= 64.0 {
-                    rnd(w[2] as f64 * rho / st.rho)
+                    rnd(w[2] as f64 * rho / st.rho).clamp(-(1 << 31), 1 << 31)
                 } else {
                     w[2]
                 };
@@ -335,6 +387,7 @@ impl<'a> Coder<'a> {
                 rs.cr = class_of(dr) as u8;
                 rs.ct = class_of(dt) as u8;
                 rs.cz = class_of(dz) as u8;
+                rs.since = since;
                 rs.sr = sign3(dr);
                 rs.st = sign3(dt);
                 rs.sz = sign3(dz);
@@ -369,6 +422,7 @@ impl<'a> Coder<'a> {
                 self.above = DoneRing {
                     keys: done.iter().map(|e| e.0).collect(),
                     rho: done.iter().map(|e| e.1).collect(),
+                    cls: done.iter().map(|e| e.2).collect(),
                 };
                 let old = self.rings[0];
                 self.rings[0] = Ring {
@@ -377,7 +431,8 @@ impl<'a> Coder<'a> {
                     ..old
                 };
             }
-            self.cur_keys.push((key, rho));
+            let cls = self.rings[0].cr;
+            self.cur_keys.push((key, rho, cls));
             self.above_w = match self.above_w {
                 Some(h) if !wrapped => self.above.nearest_from(key, h),
                 _ => self.above.nearest(key),
@@ -484,6 +539,49 @@ pub fn estimate_step(points: &[[i32; 3]], ids: Option<&[u32]>) -> GeomParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_streams_decode_without_panicking() {
+        let p = GeomParams {
+            cos_step: 0.99999,
+            sin_step: 0.0031,
+        };
+        let ids: Vec<u32> = (0..3000).map(|i| (i % 32) as u32).collect();
+        let mut seed = 99u64;
+        for round in 0..300 {
+            let len = 8 + round * 7 % 3000;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (seed >> 56) as u8
+                })
+                .collect();
+            let _ = decode(&bytes, 3000, None, p);
+            let _ = decode(&bytes, 3000, Some(&ids), p);
+        }
+    }
+
+    #[test]
+    fn extreme_points_round_trip() {
+        let p = GeomParams {
+            cos_step: 0.99999,
+            sin_step: 0.0031,
+        };
+        let m = (1 << 30) - 1;
+        let pts = vec![
+            [1, 1, m],
+            [70, 0, m],
+            [m, m, -m],
+            [-m, 5, m],
+            [m, -m, 0],
+            [0, 0, 0],
+            [3, -2, m],
+        ];
+        let bytes = encode(&pts, None, p).expect("encode");
+        assert_eq!(decode(&bytes, pts.len(), None, p).expect("decode"), pts);
+    }
 
     #[test]
     fn lifting_rotation_is_exactly_invertible() {

@@ -71,6 +71,8 @@ pub use format::{Cloud, Format};
 pub const DEFAULT_PRECISION: f64 = 0.001;
 /// Default points per chunk.
 pub const DEFAULT_CHUNK_POINTS: usize = 1 << 16;
+/// Largest chunk, in points (`-p points=N` accepts up to this).
+pub const MAX_CHUNK_POINTS: usize = 1 << 24;
 /// Largest quantized coordinate magnitude.
 const MAX_Q: f64 = (1u64 << 30) as f64;
 const PARAMS_VERSION: u8 = 1;
@@ -227,6 +229,10 @@ fn ring_ids(col: &[u32]) -> Option<Vec<u32>> {
         .collect()
 }
 
+/// A decoded chunk before dequantization: the step (0 for exact integers), the integer
+/// points and the attribute columns.
+pub type QuantizedChunk = (f64, Vec<[i32; 3]>, Vec<Vec<u32>>);
+
 /// A decoded chunk: coordinates and attribute columns.
 pub type DecodedChunk = (Vec<[f32; 3]>, Vec<Vec<u32>>);
 
@@ -309,10 +315,32 @@ pub fn encode_chunk(
     out.push(if ids.is_some() { RING_ATTR } else { RING_WRAP });
     let mut attribute_bytes = 0;
     for col in &cloud.attrs {
-        let a = attr::encode(&col[start..end])?;
-        out.extend_from_slice(&(a.len() as u32).to_le_bytes());
-        out.extend_from_slice(&a);
-        attribute_bytes += a.len() + 4;
+        let whole = attr::encode(&col[start..end])?;
+        if cloud.integer_coords() {
+            // LAS record tails mix fields of 1, 2 and 8 bytes: keep the word column or
+            // split it into four byte columns, whichever is smaller (flag byte 0 / 1).
+            let mut split = Vec::new();
+            for b in 0..4 {
+                let part: Vec<u32> = col[start..end]
+                    .iter()
+                    .map(|w| (w >> (8 * b)) & 0xff)
+                    .collect();
+                let a = attr::encode(&part)?;
+                split.extend_from_slice(&(a.len() as u32).to_le_bytes());
+                split.extend_from_slice(&a);
+            }
+            if split.len() < whole.len() + 4 {
+                out.push(1);
+                out.extend_from_slice(&split);
+                attribute_bytes += split.len() + 1;
+                continue;
+            }
+            out.push(0);
+            attribute_bytes += 1;
+        }
+        out.extend_from_slice(&(whole.len() as u32).to_le_bytes());
+        out.extend_from_slice(&whole);
+        attribute_bytes += whole.len() + 4;
     }
     let g = geom::encode(&q, ids.as_deref(), p)?;
     out.extend_from_slice(&g);
@@ -365,13 +393,15 @@ pub fn decode_chunk_quantized(
     fields: usize,
     ring_column: Option<usize>,
     expected_points: Option<usize>,
-) -> Result<(f64, Vec<[i32; 3]>, Vec<Vec<u32>>)> {
+) -> Result<QuantizedChunk> {
     let mut r = Reader { b: payload, pos: 0 };
     let n = r.u32()? as usize;
-    if expected_points.is_some_and(|e| e != n) {
+    if expected_points.is_some_and(|e| e != n) || n > MAX_CHUNK_POINTS {
         return Err(Error::codec(
             "lidar",
-            format!("chunk of {n} points, its length says {expected_points:?}"),
+            format!(
+                "chunk of {n} points, its length says {expected_points:?} (at most {MAX_CHUNK_POINTS})"
+            ),
         ));
     }
     let s = r.f64()?;
@@ -383,8 +413,27 @@ pub fn decode_chunk_quantized(
     let mode = r.take(1)?[0];
     let mut attrs = Vec::with_capacity(fields - 3);
     for _ in 3..fields {
-        let len = r.u32()? as usize;
-        attrs.push(attr::decode(r.take(len)?, n)?);
+        let split = s == 0.0 && {
+            let f = r.take(1)?[0];
+            if f > 1 {
+                return Err(Error::codec("lidar", format!("attribute split flag {f}")));
+            }
+            f == 1
+        };
+        if split {
+            let mut col = vec![0u32; n];
+            for b in 0..4 {
+                let len = r.u32()? as usize;
+                let part = attr::decode(r.take(len)?, n)?;
+                for (c, v) in col.iter_mut().zip(part) {
+                    *c |= (v & 0xff) << (8 * b);
+                }
+            }
+            attrs.push(col);
+        } else {
+            let len = r.u32()? as usize;
+            attrs.push(attr::decode(r.take(len)?, n)?);
+        }
     }
     let ids = match mode {
         RING_WRAP => None,
@@ -477,7 +526,7 @@ impl Codec for LidarCodec {
     ) -> Result<()> {
         let precision = precision_of(opts)?;
         let chunk_points: usize = opts.param("points")?.unwrap_or(DEFAULT_CHUNK_POINTS);
-        if !(1024..=(1 << 24)).contains(&chunk_points) {
+        if !(1024..=MAX_CHUNK_POINTS).contains(&chunk_points) {
             return Err(Error::InvalidArgument(format!(
                 "lidar: points={chunk_points} (expected 1024 ..= 16777216)"
             )));

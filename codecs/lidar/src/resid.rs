@@ -9,6 +9,11 @@ use lcodec_entropy::{AdaptiveBit, AdaptiveFrequency, Decode, Encode};
 /// `2^(k-1) ≤ |v| < 2^k`; residuals fit in 40 bits.
 pub const CLASSES: usize = 41;
 
+/// Bits below the leading one coded with adaptive models (the rest are bypass bits).
+const TOP_BITS: usize = 2;
+/// Nodes of the binary tree over those bits (index 0 unused).
+const TREE: usize = 1 << TOP_BITS;
+
 /// Maps an entropy-layer error into the crate error.
 pub fn ent(e: lcodec_entropy::Error) -> Error {
     Error::codec("lidar", e.to_string())
@@ -38,7 +43,7 @@ impl ResidualModel {
         Ok(ResidualModel {
             classes: vec![f; contexts.max(1)],
             sign: vec![AdaptiveBit::with_shift(5); CLASSES * 3],
-            top: vec![AdaptiveBit::with_shift(5); CLASSES * 3 * 4],
+            top: vec![AdaptiveBit::with_shift(5); CLASSES * 3 * TREE],
         })
     }
 
@@ -63,19 +68,16 @@ impl ResidualModel {
             .map_err(ent)?;
         let m = v.unsigned_abs();
         let nb = k - 1; // bits below the leading one
-        if nb == 0 {
-            return Ok(());
+        // The top TOP_BITS of them through a binary tree of adaptive bits, the rest bypass.
+        let t = nb.min(TOP_BITS);
+        let mut node = 1usize;
+        for i in 0..t {
+            let bit = (m >> (nb - 1 - i)) & 1 == 1;
+            e.encode_bit_adaptive(bit, &mut self.top[sb * TREE + node])
+                .map_err(ent)?;
+            node = 2 * node + usize::from(bit);
         }
-        let b1 = (m >> (nb - 1)) & 1 == 1;
-        e.encode_bit_adaptive(b1, &mut self.top[sb * 4])
-            .map_err(ent)?;
-        if nb == 1 {
-            return Ok(());
-        }
-        let b2 = (m >> (nb - 2)) & 1 == 1;
-        e.encode_bit_adaptive(b2, &mut self.top[sb * 4 + 1 + usize::from(b1)])
-            .map_err(ent)?;
-        let rest = nb - 2;
+        let rest = nb - t;
         if rest > 0 {
             let low = m & ((1u64 << rest) - 1);
             if rest > 32 {
@@ -103,26 +105,25 @@ impl ResidualModel {
         let sb = sctx.min(2) * CLASSES + k;
         let neg = d.decode_bit_adaptive(&mut self.sign[sb]).map_err(ent)?;
         let nb = k - 1;
-        let mut m: u64 = 1;
-        if nb >= 1 {
-            let b1 = d.decode_bit_adaptive(&mut self.top[sb * 4]).map_err(ent)?;
-            m = (m << 1) | u64::from(b1);
-            if nb >= 2 {
-                let b2 = d
-                    .decode_bit_adaptive(&mut self.top[sb * 4 + 1 + usize::from(b1)])
-                    .map_err(ent)?;
-                m = (m << 1) | u64::from(b2);
-                let rest = nb - 2;
-                if rest > 0 {
-                    let low = if rest > 32 {
-                        let hi = u64::from(d.decode_bits((rest - 32) as u32).map_err(ent)?);
-                        (hi << 32) | u64::from(d.decode_bits(32).map_err(ent)?)
-                    } else {
-                        u64::from(d.decode_bits(rest as u32).map_err(ent)?)
-                    };
-                    m = (m << rest) | low;
-                }
-            }
+        let t = nb.min(TOP_BITS);
+        let mut node = 1usize;
+        for _ in 0..t {
+            let bit = d
+                .decode_bit_adaptive(&mut self.top[sb * TREE + node])
+                .map_err(ent)?;
+            node = 2 * node + usize::from(bit);
+        }
+        // `node` is now 1 followed by the t top bits: the leading one and the top bits.
+        let mut m = node as u64;
+        let rest = nb - t;
+        if rest > 0 {
+            let low = if rest > 32 {
+                let hi = u64::from(d.decode_bits((rest - 32) as u32).map_err(ent)?);
+                (hi << 32) | u64::from(d.decode_bits(32).map_err(ent)?)
+            } else {
+                u64::from(d.decode_bits(rest as u32).map_err(ent)?)
+            };
+            m = (m << rest) | low;
         }
         let v = m as i64;
         Ok(if neg { -v } else { v })

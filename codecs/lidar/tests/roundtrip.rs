@@ -128,6 +128,14 @@ fn kitti_frames_round_trip_within_half_a_millimetre() {
         "kitti_object_5frames_float32",
     ] {
         let Some(d) = shared(dir) else { return };
+        for e in std::fs::read_dir(&d).expect("dir").flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.ends_with(".bin") {
+                let head = std::fs::read(e.path()).expect("read");
+                let conf = LidarCodec.sniff(&head[..65536], Some(&name));
+                assert_eq!(conf, Some(Confidence::EXTENSION), "{name}");
+            }
+        }
         for f in ["0000000000.bin", "000001.bin"] {
             let p = d.join(f);
             let Ok(data) = std::fs::read(&p) else {
@@ -367,4 +375,32 @@ fn malformed_las_is_an_error() {
     let mut short = data;
     short[105..107].copy_from_slice(&4u16.to_le_bytes());
     assert!(pack(&short, &opts("t.las", &[])).is_err());
+}
+
+#[test]
+fn sniffing_rejects_bin_files_that_are_not_point_clouds() {
+    let sweep = to_bytes(&synthetic(4, 300), None);
+    assert_eq!(
+        LidarCodec.sniff(&sweep, Some("frame.bin")),
+        Some(Confidence::EXTENSION)
+    );
+    assert_eq!(LidarCodec.sniff(&sweep, Some("frame.txt")), None);
+    // Random bytes, small weights, a zip header, zeros: not LiDAR.
+    let mut seed = 11u64;
+    let random: Vec<u8> = (0..8192)
+        .map(|_| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 56) as u8
+        })
+        .collect();
+    let weights: Vec<u8> = (0..2048)
+        .flat_map(|i| (((i % 17) as f32 - 8.0) * 0.01).to_le_bytes())
+        .collect();
+    let mut zip = b"PK\x03\x04".to_vec();
+    zip.extend_from_slice(&weights);
+    for head in [random, weights, zip, vec![0u8; 4096]] {
+        assert_eq!(LidarCodec.sniff(&head, Some("model.bin")), None);
+    }
 }

@@ -31,6 +31,7 @@ const MAX_TEMPLATES: usize = 60_000;
 /// Token positions with a "previous line" context.
 const GSLOTS: usize = 64;
 
+const TDEF_PREV: bool = true;
 const MODE_STORED: u8 = 0;
 const MODE_ZSTD: u8 = 1;
 const MODE_STRUCT: u8 = 2;
@@ -102,6 +103,8 @@ struct State {
     tlast: Vec<Vec<Vec<u8>>>,
     /// Per template, per token position: an earlier position that held the same value.
     tlink: Vec<Vec<u16>>,
+    /// The template defined last.
+    last_tdef: Template,
     /// Per token position: the previous line's token.
     glast: Vec<Vec<u8>>,
     raw_last: Vec<u8>,
@@ -127,6 +130,7 @@ impl State {
             prev_cr: false,
             tlast: Vec::new(),
             tlink: Vec::new(),
+            last_tdef: Vec::new(),
             glast: vec![Vec::new(); GSLOTS],
             raw_last: Vec::new(),
             prev_line: Vec::new(),
@@ -279,7 +283,8 @@ fn code_value(bc: &mut ByteCoder<'_>, st: &mut State, val: &[u8], vc: &ValueCtx<
         let sel = vc.kind * 8 + (i.min(7) as u32) * SELQ;
         let apm = vc.kind * 4 + (i.min(3) as u32);
         let mrun = if em >= 0 { st.mlen.min(15) + 16 } else { 0 };
-        let got = bc.byte(b, &ctx, sel, [et, eg, em, el], [run[0], run[1], mrun, run[3]], apm);
+        let sel2 = (vc.col >> 22) ^ (vc.kind << 8);
+        let got = bc.byte(b, &ctx, sel, sel2, [et, eg, em, el], [run[0], run[1], mrun, run[3]], apm);
         run[0] = if et == got as i32 { run[0] + 1 } else { 0 };
         run[1] = if eg == got as i32 { run[1] + 1 } else { 0 };
         run[3] = if el == got as i32 { run[3] + 1 } else { 0 };
@@ -335,7 +340,7 @@ fn code_meta(bc: &mut ByteCoder<'_>, st: &mut State, v: u32, nbytes: u32, what: 
         let e0 = ((p[0] >> (8 * j)) & 0xFF) as i32;
         let e1 = ((p[1] >> (8 * j)) & 0xFF) as i32;
         let sel = K_META * 8 + (what & 3) * 2 + (j & 1);
-        let got = bc.byte(b, &ctx, sel, [e0, e1, -1, -1], [8, 8, 0, 0], K_META * 4 + (what & 3));
+        let got = bc.byte(b, &ctx, sel, 1000 + what * 2 + (j & 1), [e0, e1, -1, -1], [8, 8, 0, 0], K_META * 4 + (what & 3));
         st.h8 = (st.h8 << 8) | got as u64;
         r = (r << 8) | got as u32;
     }
@@ -540,7 +545,10 @@ fn code_template(bc: &mut ByteCoder<'_>, st: &mut State, tm: Option<&Template>) 
             let empty = Vec::new();
             let val = tm.and_then(|t| t[p].as_ref()).unwrap_or(&empty);
             let g = if p < GSLOTS { std::mem::take(&mut st.glast[p]) } else { Vec::new() };
-            let vc = ValueCtx { kind: K_TDEF, col: 0xCCCC, gcol: hc(0xDDDD, p as u32), vt: &g, vg: &g, vl: None };
+            let empty = Vec::new();
+            let prev_def = st.last_tdef.get(p).and_then(|t| t.as_ref()).unwrap_or(&empty);
+            let vt = if TDEF_PREV { prev_def.clone() } else { g.clone() };
+            let vc = ValueCtx { kind: K_TDEF, col: 0xCCCC, gcol: hc(0xDDDD, p as u32), vt: &vt, vg: &g, vl: None };
             let v = code_value(bc, st, val, &vc, LONG_LINE);
             if p < GSLOTS {
                 st.glast[p] = g;
@@ -550,6 +558,7 @@ fn code_template(bc: &mut ByteCoder<'_>, st: &mut State, tm: Option<&Template>) 
             res.push(None);
         }
     }
+    st.last_tdef = res.clone();
     Ok(res)
 }
 

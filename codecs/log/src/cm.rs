@@ -106,6 +106,11 @@ pub struct Predictor {
     st_in: [i32; NIN],
     w: Vec<i32>,
     sel: usize,
+    w2: Vec<i32>,
+    sel2: usize,
+    sel2base: usize,
+    pr2: i32,
+    pr1: i32,
     selbase: usize,
     c0: u32,
     // match models: expected byte (or -1) and state counters
@@ -122,7 +127,6 @@ pub struct Predictor {
     pr: i32,
     lr: i32,
     lim: u32,
-    apw: i32,
 }
 
 impl Predictor {
@@ -149,6 +153,11 @@ impl Predictor {
                 NIN * NSEL
             ],
             sel: 0,
+            w2: vec![30000; NIN * 4096],
+            sel2: 0,
+            sel2base: 0,
+            pr2: 2048,
+            pr1: 2048,
             selbase: 0,
             c0: 1,
             mexp: [-1; NM],
@@ -161,8 +170,7 @@ impl Predictor {
             apm_ctx: 0,
             pr_mix: 2048,
             pr: 2048,
-            lim: if STATS { std::env::var("LOG_LIM").ok().and_then(|v| v.parse().ok()).unwrap_or(255) } else { 255 },
-            apw: if STATS { std::env::var("LOG_APW").ok().and_then(|v| v.parse().ok()).unwrap_or(3) } else { 3 },
+            lim: if STATS { std::env::var("LOG_LIM").ok().and_then(|v| v.parse().ok()).unwrap_or(30) } else { 30 },
             lr: if STATS { std::env::var("LOG_LR").ok().and_then(|v| v.parse().ok()).unwrap_or(4) } else { 4 },
         }
     }
@@ -170,7 +178,8 @@ impl Predictor {
     /// Sets the contexts for the next byte: `ctx` hashes, the mixer selector base (< 64),
     /// the expected bytes of the two match models (or -1) with their current match
     /// lengths, and an SSE context (< 16).
-    pub fn set_byte_context(&mut self, ctx: &[u32; NCTX], sel: u32, mexp: [i32; NM], mlen: [u32; NM], apm: u32) {
+    pub fn set_byte_context(&mut self, ctx: &[u32; NCTX], sel: u32, sel2: u32, mexp: [i32; NM], mlen: [u32; NM], apm: u32) {
+        self.sel2base = (sel2 as usize & 1023) * 4;
         for (i, c) in ctx.iter().enumerate() {
             self.ctx[i] = finalize(c.wrapping_add((i as u32).wrapping_mul(0x9E37_79B9)));
         }
@@ -239,7 +248,17 @@ impl Predictor {
         for i in 0..NIN {
             dot += self.st_in[i] as i64 * w[i] as i64;
         }
-        let d = (dot >> 16).clamp(-2047, 2047) as i32;
+        let d1 = (dot >> 16).clamp(-2047, 2047) as i32;
+        self.sel2 = (self.sel2base + (bitpos as usize >> 1)) * NIN;
+        let w2 = &self.w2[self.sel2..self.sel2 + NIN];
+        let mut dot2: i64 = 0;
+        for i in 0..NIN {
+            dot2 += self.st_in[i] as i64 * w2[i] as i64;
+        }
+        let d2 = (dot2 >> 16).clamp(-2047, 2047) as i32;
+        self.pr1 = squash(d1);
+        self.pr2 = squash(d2);
+        let d = (d1 + d2) >> 1;
         self.pr_mix = squash(d);
         // SSE on (apm ctx, c0), interpolating between 33 buckets of the stretched input.
         let s = d + 2048; // 1..4095
@@ -248,7 +267,8 @@ impl Predictor {
         let base = ((self.apm_ctx as usize) * 256 + c0 as usize) * 33 + lo;
         self.apm_idx = base + if wgt >= 64 { 1 } else { 0 };
         let a = (self.apm[base] as i32 * (128 - wgt) + self.apm[base + 1] as i32 * wgt) >> 11;
-        let p = (self.pr_mix * (4 - self.apw) + self.apw * a) >> 2;
+        // The SSE output alone measured best (mixing back the mixer's output did not help).
+        let p = a;
         self.pr = p.clamp(1, 4095);
     }
 
@@ -274,10 +294,15 @@ impl Predictor {
                 }
             }
         }
-        let err = ((y as i32) << 12) - self.pr_mix;
+        let err = ((y as i32) << 12) - self.pr1;
         let w = &mut self.w[self.sel..self.sel + NIN];
         for i in 0..NIN {
             w[i] += (self.st_in[i] * err * self.lr) >> 12;
+        }
+        let err2 = ((y as i32) << 12) - self.pr2;
+        let w2 = &mut self.w2[self.sel2..self.sel2 + NIN];
+        for i in 0..NIN {
+            w2[i] += (self.st_in[i] * err2 * self.lr) >> 12;
         }
         let target = (y as i32) << 16;
         let a = &mut self.apm[self.apm_idx];
@@ -457,8 +482,9 @@ impl<'a> ByteCoder<'a> {
 
     /// Codes one byte (returns it; on decode the argument is ignored).
     #[inline]
-    pub fn byte(&mut self, b: u8, ctx: &[u32; NCTX], sel: u32, mexp: [i32; NM], mlen: [u32; NM], apm: u32) -> u8 {
-        self.pred.set_byte_context(ctx, sel, mexp, mlen, apm);
+    #[allow(clippy::too_many_arguments)]
+    pub fn byte(&mut self, b: u8, ctx: &[u32; NCTX], sel: u32, sel2: u32, mexp: [i32; NM], mlen: [u32; NM], apm: u32) -> u8 {
+        self.pred.set_byte_context(ctx, sel, sel2, mexp, mlen, apm);
         let mut c = 0u32;
         for i in (0..8).rev() {
             let y = ((b as u32) >> i) & 1;
@@ -519,7 +545,7 @@ mod tests {
         let mut bc = ByteCoder::new(16, Coder::Enc(Encoder::new()));
         let mut prev = 0u8;
         for &b in &data {
-            bc.byte(b, &ctx_of(prev), 1, [prev as i32, -1, -1, -1], [3, 0, 0, 0], 0);
+            bc.byte(b, &ctx_of(prev), 1, 0, [prev as i32, -1, -1, -1], [3, 0, 0, 0], 0);
             bc.flag(b & 1 == 1, 5);
             prev = b;
         }
@@ -529,7 +555,7 @@ mod tests {
         let mut bc = ByteCoder::new(16, Coder::Dec(Decoder::new(&bytes)));
         let mut prev = 0u8;
         for &b in &data {
-            let d = bc.byte(0, &ctx_of(prev), 1, [prev as i32, -1, -1, -1], [3, 0, 0, 0], 0);
+            let d = bc.byte(0, &ctx_of(prev), 1, 0, [prev as i32, -1, -1, -1], [3, 0, 0, 0], 0);
             assert_eq!(d, b);
             assert_eq!(bc.flag(false, 5), b & 1 == 1);
             prev = d;

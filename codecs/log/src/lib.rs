@@ -9,6 +9,12 @@
 //! it. Output is byte-exact for any input: CRLF, no final newline, lines matching no
 //! template, very long lines and binary junk (coded with zstd) all round-trip.
 //!
+//! Two modes: the default context-mixing mode (about 1.8x smaller than `xz -9` on the
+//! Loghub samples, but only about 0.5–1 MB/s per core), and `-p mode=fast`, which keeps
+//! the template/column split and compresses the columns with zstd (`-q` = zstd level,
+//! default 9): tens of MB/s to encode and hundreds to decode, about `xz -9` size.
+//! Chunks (`--chunk-size`, default 8 MiB) are coded independently on all threads.
+//!
 //! ```
 //! use lcodec_core::{Codec, EncodeOptions};
 //! let log = b"2024-01-01 10:00:00 INFO started worker 1\n2024-01-01 10:00:01 INFO started worker 2\n";

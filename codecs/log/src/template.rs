@@ -61,14 +61,20 @@ pub struct Clusterer {
     by_len: HashMap<usize, Vec<u32>>,
     exact: HashMap<u64, u32>,
     max_clusters: usize,
-    /// Similarity threshold in 1/256 units.
+    /// Similarity threshold in 1/256 units: the share of word positions (tokens without
+    /// digits) a line must share with a cluster's template to join it.
     threshold: u32,
 }
 
 impl Clusterer {
     /// A clusterer that creates at most `max_clusters` clusters.
     pub fn new(max_clusters: usize) -> Self {
-        Clusterer { clusters: Vec::new(), by_len: HashMap::new(), exact: HashMap::new(), max_clusters, threshold: 128 }
+        // 0.7 measured best for both compression and grouping accuracy on Loghub (0.5 is Drain's).
+        let mut threshold = 180;
+        if cfg!(feature = "stats") {
+            threshold = std::env::var("LOG_SIM").ok().and_then(|v| v.parse().ok()).unwrap_or(threshold);
+        }
+        Clusterer { clusters: Vec::new(), by_len: HashMap::new(), exact: HashMap::new(), max_clusters, threshold }
     }
 
     /// Number of clusters so far.

@@ -344,12 +344,30 @@ fn ggml_kind(t: u32) -> ElemKind {
         26 => ElemKind::Int(4),
         27 | 28 => ElemKind::Int(8),
         24 => ElemKind::Int(1),
-        2 => ElemKind::QBlocks { block: 18, scale: 2 },
-        3 => ElemKind::QBlocks { block: 20, scale: 4 },
-        6 => ElemKind::QBlocks { block: 22, scale: 2 },
-        7 => ElemKind::QBlocks { block: 24, scale: 4 },
-        8 => ElemKind::QBlocks { block: 34, scale: 2 },
-        9 => ElemKind::QBlocks { block: 36, scale: 4 },
+        2 => ElemKind::QBlocks {
+            block: 18,
+            scale: 2,
+        },
+        3 => ElemKind::QBlocks {
+            block: 20,
+            scale: 4,
+        },
+        6 => ElemKind::QBlocks {
+            block: 22,
+            scale: 2,
+        },
+        7 => ElemKind::QBlocks {
+            block: 24,
+            scale: 4,
+        },
+        8 => ElemKind::QBlocks {
+            block: 34,
+            scale: 2,
+        },
+        9 => ElemKind::QBlocks {
+            block: 36,
+            scale: 4,
+        },
         _ => ElemKind::Bytes,
     }
 }

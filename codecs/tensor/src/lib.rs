@@ -6,9 +6,10 @@
 //! order-0 model ([`lcodec_entropy::fast`]: canonical Huffman or tANS, whichever is
 //! smaller; one table lookup per symbol, four interleaved streams), a sign +
 //! top-mantissa stream and the lower mantissa bytes (kept raw unless an order-0 code
-//! saves ≥ 2 %). Integer, quantized and unknown data get the
-//! smallest of an order-0 code, byte planes and zstd, measured per segment. Headers and
-//! every other byte are kept, so decoding reproduces the input byte for byte.
+//! saves ≥ 2 %). GGML quantized blocks (Q4_0/Q4_1/Q5_x/Q8_x) have their F16 scales
+//! split from the quants; integer, other quantized and unknown data get the smallest of
+//! an order-0 code, byte planes and zstd, measured per segment. Headers and every other
+//! byte are kept, so decoding reproduces the input byte for byte.
 //!
 //! The input is cut into independent chunks of about [`DEFAULT_CHUNK`] bytes, each
 //! holding one or more *segments* (runs of one element type), coded and decoded on all
@@ -17,8 +18,11 @@
 //!
 //! # Bitstream (codec version 1)
 //! - Codec parameters: `[1, format]`, format 0 generic, 1 safetensors, 2 GGUF, 3 raw.
-//! - Chunk payload: segments back to back until the chunk's `raw_len` is covered; each
-//!   segment is described in [`segment`] (length, method, body).
+//! - Chunk payload: a mode byte; mode 0: segments back to back until the chunk's
+//!   `raw_len` is covered; mode 1 (a kind occurs in several runs): LEB128 run count, each
+//!   run's LEB128 length and kind code, then one segment per kind (in order of first
+//!   appearance) holding that kind's runs concatenated. Segments are described in
+//!   [`segment`] (length, method, body).
 //! - Trailer index: `LTZ1`, LEB128 length, zstd frame of the plain index (when smaller),
 //!   or the plain index: `LTI1`, LEB128 count, then per tensor: name, dtype (LEB128 length +
 //!   UTF-8 each), LEB128 rank and dimensions, LEB128 start offset and length of its bytes
@@ -124,7 +128,14 @@ static INFO: CodecInfo = CodecInfo {
 ///   entropy), `huffman` keeps every block Huffman (exponent decoding ~1.5× faster);
 /// - `zstd=N`: zstd level tried for byte / integer segments (default 19, 0 = off; `--quality` sets it too).
 ///
-/// Decoding with the `tensor=NAME` parameter on a seekable source writes only that tensor.
+/// Inputs that are neither safetensors nor GGUF (and no `dtype` given) are coded as bytes
+/// and still round-trip exactly.
+///
+/// Decoding with the `tensor=NAME` parameter ([`DecodeOptions::params`]) on a seekable
+/// source ([`ChunkSource::seekable`]) writes only that tensor's bytes, decoding only the
+/// chunks that hold it; the remaining chunk records are then read (not decoded) so the
+/// caller's end-of-file checks pass. On a stream it is an [`Error::InvalidArgument`].
+/// [`decode_tensor`] does the same from any `Read + Seek` without the facade.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TensorCodec;
 
@@ -343,12 +354,30 @@ fn kind_from_code(c: u8) -> Option<ElemKind> {
         16 => ElemKind::Bf16,
         17 => ElemKind::F16,
         18 => ElemKind::F32,
-        32 => ElemKind::QBlocks { block: 18, scale: 2 },
-        33 => ElemKind::QBlocks { block: 20, scale: 4 },
-        34 => ElemKind::QBlocks { block: 22, scale: 2 },
-        35 => ElemKind::QBlocks { block: 24, scale: 4 },
-        36 => ElemKind::QBlocks { block: 34, scale: 2 },
-        37 => ElemKind::QBlocks { block: 36, scale: 4 },
+        32 => ElemKind::QBlocks {
+            block: 18,
+            scale: 2,
+        },
+        33 => ElemKind::QBlocks {
+            block: 20,
+            scale: 4,
+        },
+        34 => ElemKind::QBlocks {
+            block: 22,
+            scale: 2,
+        },
+        35 => ElemKind::QBlocks {
+            block: 24,
+            scale: 4,
+        },
+        36 => ElemKind::QBlocks {
+            block: 34,
+            scale: 2,
+        },
+        37 => ElemKind::QBlocks {
+            block: 36,
+            scale: 4,
+        },
         _ => return None,
     })
 }

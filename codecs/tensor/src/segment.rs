@@ -7,7 +7,9 @@
 //! - `PLANES`: width byte `w`, then `w` fast blocks, plane `p` holding byte `p` of each element.
 //! - `FLOAT`: format byte (0 BF16, 1 F16, 2 F32), then fast blocks: the exponents, the sign
 //!   with the top mantissa bits (BF16/F32: sign + 7 bits; F16: sign + 2 bits), and for
-//!   F16 / F32 the remaining mantissa bytes as planes (low byte first... see `split_*`).
+//!   F16 the low mantissa byte, for F32 mantissa bytes 1 then 0.
+//! - `QBLOCKS`: block size and scale-byte count, then two nested segments: the F16
+//!   scales of every block, and the rest of every block (the quants).
 
 use lcodec_core::{Error, Result};
 use lcodec_entropy::fast;
@@ -88,8 +90,11 @@ fn put_stream(data: &[u8], min_gain: f64, tans: bool, out: &mut Vec<u8>) {
         // Skip the trial encode when even the order-0 entropy cannot reach the gain.
         let counts = fast::histogram(data);
         let total = data.len() as f64;
-        let bits: f64 =
-            counts.iter().filter(|&&c| c > 0).map(|&c| c as f64 * (total / c as f64).log2()).sum();
+        let bits: f64 = counts
+            .iter()
+            .filter(|&&c| c > 0)
+            .map(|&c| c as f64 * (total / c as f64).log2())
+            .sum();
         if bits / 8.0 > total * (1.0 - min_gain) {
             fast::encode_raw(data, out);
             return;
@@ -166,7 +171,11 @@ pub fn encode_segment(kind: ElemKind, data: &[u8], s: &Settings, out: &mut Vec<u
         }
         if s.zstd_level > 0 && data.len() >= 64 {
             // zstd's slow levels run at a few MB/s: cap them on big segments.
-            let level = if data.len() > 1 << 20 { s.zstd_level.min(12) } else { s.zstd_level };
+            let level = if data.len() > 1 << 20 {
+                s.zstd_level.min(12)
+            } else {
+                s.zstd_level
+            };
             let frame = zstd_compress(data, level)?;
             if frame.len() + 8 < best.len() {
                 let mut c = vec![ZSTD];
@@ -260,7 +269,12 @@ pub fn decode_segment(payload: &[u8], at: &mut usize, out: &mut [u8]) -> Result<
     decode_segment_at(payload, at, out, false)
 }
 
-fn decode_segment_at(payload: &[u8], at: &mut usize, out: &mut [u8], nested: bool) -> Result<usize> {
+fn decode_segment_at(
+    payload: &[u8],
+    at: &mut usize,
+    out: &mut [u8],
+    nested: bool,
+) -> Result<usize> {
     let seg_at = *at;
     let len = get_varint(payload, at)?;
     if len == 0 || len > out.len() as u64 {
@@ -332,7 +346,9 @@ fn decode_segment_at(payload: &[u8], at: &mut usize, out: &mut [u8], nested: boo
             };
             *at += 2;
             if scale == 0 || scale >= block || scale % 2 != 0 || len % block != 0 {
-                return Err(err(format!("quantized blocks of {block} bytes with {scale} scale bytes for {len} bytes")));
+                return Err(err(format!(
+                    "quantized blocks of {block} bytes with {scale} scale bytes for {len} bytes"
+                )));
             }
             let blocks = len / block;
             let mut scales = vec![0u8; blocks * scale];
@@ -342,12 +358,20 @@ fn decode_segment_at(payload: &[u8], at: &mut usize, out: &mut [u8], nested: boo
                     return Err(err("quantized-block part has the wrong length"));
                 }
             }
-            for ((o, sc), q) in out.chunks_exact_mut(block).zip(scales.chunks_exact(scale)).zip(quants.chunks_exact(block - scale)) {
+            for ((o, sc), q) in out
+                .chunks_exact_mut(block)
+                .zip(scales.chunks_exact(scale))
+                .zip(quants.chunks_exact(block - scale))
+            {
                 o[..scale].copy_from_slice(sc);
                 o[scale..].copy_from_slice(q);
             }
         }
-        m => return Err(err(format!("unknown segment method {m} at payload offset {seg_at}"))),
+        m => {
+            return Err(err(format!(
+                "unknown segment method {m} at payload offset {seg_at}"
+            )));
+        }
     }
     Ok(len)
 }
@@ -505,6 +529,40 @@ mod tests {
             .collect();
         rt(ElemKind::F32, &data);
         rt(ElemKind::Int(8), &data);
+    }
+
+    #[test]
+    fn quantized_blocks_split_scales_from_quants() {
+        let mut seed = 1u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+            (seed >> 16) as u8
+        };
+        let data: Vec<u8> = (0..500)
+            .flat_map(|_| {
+                let mut b = vec![next(), 0x1c | (next() & 3), next(), 0x9c];
+                b.extend((0..16).map(|_| 0x77 ^ (next() & 0x11)));
+                b
+            })
+            .collect();
+        let kind = ElemKind::QBlocks {
+            block: 20,
+            scale: 4,
+        };
+        let mut out = Vec::new();
+        encode_segment(
+            kind,
+            &data,
+            &Settings {
+                zstd_level: 0,
+                ..Default::default()
+            },
+            &mut out,
+        )
+        .expect("encodes");
+        assert_eq!(out[2], QBLOCKS);
+        rt(kind, &data);
+        rt(kind, &data[..20 * 7 + 3]);
     }
 
     #[test]

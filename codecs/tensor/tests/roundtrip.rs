@@ -367,7 +367,14 @@ fn gguf_files_round_trip_with_random_access() {
     let mut seed = 2;
     let f: Vec<f32> = fake_f32(4096, 0.05, &mut seed);
     let f32b: Vec<u8> = f.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let q8: Vec<u8> = (0..34 * 64).map(|_| lcg(&mut seed) as u8).collect(); // 64 Q8_0 blocks
+    // 256 Q8_0 blocks: an F16 scale near 0.01, then 32 small int8 quants.
+    let q8: Vec<u8> = (0..256)
+        .flat_map(|_| {
+            let mut b = vec![lcg(&mut seed) as u8, 0x20 | (lcg(&mut seed) % 4) as u8];
+            b.extend((0..32).map(|_| ((lcg(&mut seed) % 9) as i8 - 4) as u8));
+            b
+        })
+        .collect();
     let mut g = b"GGUF".to_vec();
     g.extend_from_slice(&3u32.to_le_bytes());
     g.extend_from_slice(&2u64.to_le_bytes()); // tensors
@@ -393,7 +400,7 @@ fn gguf_files_round_trip_with_random_access() {
     g.extend_from_slice(&0u64.to_le_bytes());
     gguf_string(&mut g, "w.q8");
     g.extend_from_slice(&1u32.to_le_bytes());
-    g.extend_from_slice(&2048u64.to_le_bytes());
+    g.extend_from_slice(&8192u64.to_le_bytes());
     g.extend_from_slice(&8u32.to_le_bytes());
     g.extend_from_slice(&(f32b.len() as u64).to_le_bytes());
     while g.len() % 64 != 0 {
@@ -421,6 +428,13 @@ fn gguf_files_round_trip_with_random_access() {
     assert_eq!(
         decode_tensor(&mut Cursor::new(&packed), "w.q8", &DecodeOptions::default()).expect("q8"),
         q8
+    );
+    // Scales and quants modelled apart: 32 quants of 9 levels ≈ 3.2 bits each.
+    assert!(
+        packed.len() < g.len() - q8.len() / 2,
+        "{} of {} bytes",
+        packed.len(),
+        g.len()
     );
 }
 

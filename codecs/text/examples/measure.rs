@@ -41,7 +41,10 @@ fn main() {
     };
     let (mut tot_raw, mut tot_cm, mut tot_xz) = (0u64, 0u64, 0u64);
     let (mut enc_s, mut dec_s) = (0f64, 0f64);
-    println!("{:<36} {:>10} {:>10} {:>10} {:>8} {:>8} {:>9} {:>9}", "file", "bytes", "text-cm", "xz -9", "cm bpb", "xz bpb", "enc KB/s", "dec KB/s");
+    println!(
+        "{:<36} {:>10} {:>10} {:>10} {:>8} {:>8} {:>9} {:>9}",
+        "file", "bytes", "text-cm", "xz -9", "cm bpb", "xz bpb", "enc KB/s", "dec KB/s"
+    );
     for f in &files {
         let raw = std::fs::read(f).expect("read input");
         let t = Instant::now();

@@ -150,6 +150,9 @@ const N_HASHED: usize = 8;
 /// Contexts read through counters (order 1 + hashed).
 const N_CTX: usize = N_HASHED + 1;
 
+/// Largest mixer weight magnitude (16.0 in 16.16 fixed point).
+const W_MAX: i32 = (1 << 20) - 1;
+
 struct Mixer {
     w: Vec<i32>,
     set: usize,
@@ -166,22 +169,21 @@ impl Mixer {
     fn mix(&mut self, x: &[i32; N_IN], set: usize) -> i32 {
         self.set = set * N_IN;
         let w = &self.w[self.set..self.set + N_IN];
-        let mut s: i64 = 0;
-        for i in 0..N_IN {
-            s += x[i] as i64 * w[i] as i64;
-        }
-        self.dot = ((s >> 16) as i32).clamp(-2047, 2047);
+        // |x| < 2^11 and |w| <= W_MAX < 2^20, so every product and the sum fit in i32
+        // (32-bit lanes let the compiler vectorise this loop).
+        let s: i32 = x.iter().zip(w).map(|(&a, &b)| (a * b) >> 8).sum();
+        self.dot = (s >> 8).clamp(-2047, 2047);
         self.pr = squash(self.dot);
         self.dot
     }
 
     #[inline]
-    fn train(&mut self, x: &[i32; N_IN], bit: u32, lr: i64) {
-        let err = ((bit as i64) << 12) - self.pr as i64;
-        let e = err * lr;
+    fn train(&mut self, x: &[i32; N_IN], bit: u32, lr: i32) {
+        let err = ((bit as i32) << 12) - self.pr;
+        let e = err * lr; // |e| < 2^12 · 16, so |x · e| < 2^31
         let w = &mut self.w[self.set..self.set + N_IN];
-        for i in 0..N_IN {
-            w[i] += ((x[i] as i64 * e) >> 14) as i32;
+        for (wi, &xi) in w.iter_mut().zip(x) {
+            *wi = (*wi + ((xi * e) >> 14)).clamp(-W_MAX, W_MAX);
         }
     }
 }
@@ -203,10 +205,8 @@ impl Mixer2 {
     #[inline]
     fn mix(&mut self, x: &[i32; N_L1], set: usize) -> i32 {
         self.set = set * N_L1;
-        let mut s: i64 = 0;
-        for i in 0..N_L1 {
-            s += x[i] as i64 * self.w[self.set + i] as i64;
-        }
+        let w = &self.w[self.set..self.set + N_L1];
+        let s: i64 = x.iter().zip(w).map(|(&a, &b)| a as i64 * b as i64).sum();
         let d = ((s >> 16) as i32).clamp(-2047, 2047);
         self.pr = squash(d);
         d
@@ -215,8 +215,8 @@ impl Mixer2 {
     #[inline]
     fn train(&mut self, x: &[i32; N_L1], bit: u32, lr: i64) {
         let err = ((bit as i64) << 12) - self.pr as i64;
-        for i in 0..N_L1 {
-            self.w[self.set + i] += ((x[i] as i64 * err * lr) >> 14) as i32;
+        for (wi, &xi) in self.w[self.set..self.set + N_L1].iter_mut().zip(x) {
+            *wi += ((xi as i64 * err * lr) >> 14) as i32;
         }
     }
 }
@@ -246,9 +246,10 @@ impl ModelSize {
         ModelSize { table_bits, match_bits }
     }
 
-    /// Approximate bytes the model allocates.
+    /// Approximate bytes the model allocates (hashed tables, match table, and about
+    /// 5 MiB of direct tables, mixer weights and SSE maps), plus the chunk's history.
     pub fn bytes(&self) -> u64 {
-        N_HASHED as u64 * 64 * (1u64 << self.table_bits) + 4 * (1u64 << self.match_bits) + (2 << 20)
+        N_HASHED as u64 * 64 * (1u64 << self.table_bits) + 4 * (1u64 << self.match_bits) + (6 << 20)
     }
 }
 
@@ -258,7 +259,7 @@ const MATCH_MIN: usize = 6;
 const MATCH_MAX: u32 = 65535;
 
 /// Learning rate of the first-layer mixers (weight step = x · err · rate / 2^30).
-const MIXER_RATE: i64 = 6;
+const MIXER_RATE: i32 = 6;
 /// Learning rate of the second-layer mixer.
 const MIXER2_RATE: i64 = 1;
 /// Adaptation shift of the indirect (count, probability) maps.
@@ -313,7 +314,6 @@ pub struct Model {
     a2: Apm,
     a2_shift: u32,
     hi_order: usize,
-    pr_mix: i32,
     pr: i32,
 }
 
@@ -365,7 +365,6 @@ impl Model {
             a2: Apm::new(1 << size.table_bits.min(16), 7),
             a2_shift: 16 - size.table_bits.min(16),
             hi_order: 0,
-            pr_mix: 2048,
             pr: 32768,
         }
         .primed()
@@ -555,9 +554,15 @@ impl Model {
                 self.midx = (lq << 1) | self.mbit as usize;
                 let pm = (self.mmap[self.midx] >> 4) as i32;
                 x[20] = self.st(pm);
-                let strength = (self.mlen.min(32) as i32) * 64;
+                let strength = (self.mlen.min(31) as i32) * 64;
                 x[21] = if self.mbit != 0 { strength } else { -strength };
-                mstate = if self.mlen < 16 { 1 } else if self.mlen < 32 { 2 } else { 3 };
+                mstate = if self.mlen < 16 {
+                    1
+                } else if self.mlen < 32 {
+                    2
+                } else {
+                    3
+                };
                 mstate = mstate * 2 - 1 + self.mbit as usize;
             } else {
                 self.mlen = 0;
@@ -567,17 +572,15 @@ impl Model {
         let bp = self.bitpos as usize;
         let s0 = mstate * 256 + c0;
         let s1 = c1 * 8 + bp;
-        let s2 = (hi * 8 + bp) * 4 + (mstate + 1) / 2;
+        let s2 = (hi * 8 + bp) * 4 + mstate.div_ceil(2);
         self.l1[0] = self.m[0].mix(&self.x, s0);
         self.l1[1] = self.m[1].mix(&self.x, s1);
         self.l1[2] = self.m[2].mix(&self.x, s2);
         let d = self.m2.mix(&self.l1, mstate * 8 + bp);
-        self.pr_mix = squash(d);
         // SSE
         let pa1 = self.a1.refine(d, mstate * 256 + c0);
         let h2 = (c1 << 8 | c0) >> self.a2_shift;
         let pa2 = self.a2.refine(d, h2);
-        let pm16 = self.pr_mix * 16;
         let p = (pa1 + 3 * pa2 + 2) >> 2;
         self.pr = p.clamp(32, 65535 - 32);
     }
@@ -596,9 +599,8 @@ impl Model {
         let c0 = self.c0 as usize;
         counter_update(&mut self.o0[c0], bit, 1023, &self.recip);
         counter_update(&mut self.o1[self.slot[0]], bit, LIMITS[0], &self.recip);
-        for i in 1..N_CTX {
-            let s = self.slot[i];
-            counter_update(&mut self.tables[s], bit, LIMITS[i], &self.recip);
+        for (&s, &limit) in self.slot.iter().zip(&LIMITS).skip(1) {
+            counter_update(&mut self.tables[s], bit, limit, &self.recip);
         }
         let g: i32 = if bit != 0 { 65535 } else { 0 };
         for &ii in &self.iidx {

@@ -19,9 +19,20 @@
 //!
 //! Chunks (default 16 MiB of input) are modelled independently, so a long file encodes
 //! and decodes on all cores; each chunk's model holds at most `-p mem=MIB` MiB
-//! (default 160): eight hashed tables of `2^table_bits` 64-byte buckets plus small
-//! direct tables. The table size is stored in the codec parameters, so a decoder uses
-//! the same model whatever its own defaults.
+//! (default 160, which gives 2^18 buckets per table, about 150 MiB; `mem=290` gives
+//! 2^19 and about 1% fewer bits on large text): eight hashed tables of
+//! `2^table_bits` 64-byte buckets plus small direct tables. Chunks smaller than the
+//! tables get proportionally smaller tables.
+//!
+//! # Bitstream (codec version 1)
+//! - Codec parameters: `[1, table_bits]` (format version, log2 buckets per table, 10..=22).
+//! - Each chunk payload: one mode byte, then the body. Mode 0: the chunk stored as it is
+//!   (used when coding would not shrink it). Mode 1: the output of [`coder::BitEncoder`]
+//!   driven by [`cm::Model`] (fresh per chunk, sized by [`ModelSize::for_chunk`] from the
+//!   chunk's length and `table_bits`), bits of each byte most significant first.
+//!
+//! The model is integer-only (no floating point anywhere in the model or coder), so a
+//! file decodes identically on every machine and thread count.
 #![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
@@ -86,7 +97,10 @@ pub fn table_bits_for_mem(mem_mib: u64) -> Result<u32> {
     }
     best.ok_or_else(|| {
         let min = ModelSize { table_bits: ModelSize::MIN_BITS, match_bits: ModelSize::MIN_BITS + 4 }.bytes();
-        Error::InvalidArgument(format!("text-cm: mem={mem_mib} MiB is too small (need at least {} MiB)", min.div_ceil(1 << 20)))
+        Error::InvalidArgument(format!(
+            "text-cm: mem={mem_mib} MiB is too small (need at least {} MiB)",
+            min.div_ceil(1 << 20)
+        ))
     })
 }
 
@@ -112,7 +126,9 @@ pub fn decode_chunk(payload: &[u8], raw_len: usize, table_bits: u32) -> Result<V
     let (&mode, body) = payload.split_first().ok_or_else(|| Error::codec("text-cm", "empty payload"))?;
     match mode {
         MODE_STORED if body.len() == raw_len => Ok(body.to_vec()),
-        MODE_STORED => Err(Error::codec("text-cm", format!("stored chunk of {} bytes, expected {raw_len}", body.len()))),
+        MODE_STORED => {
+            Err(Error::codec("text-cm", format!("stored chunk of {} bytes, expected {raw_len}", body.len())))
+        }
         MODE_CM => cm::decompress(body, raw_len, ModelSize::for_chunk(raw_len, table_bits))
             .ok_or_else(|| Error::codec("text-cm", "coded stream ends early")),
         m => Err(Error::codec("text-cm", format!("unknown payload mode {m}"))),
@@ -179,7 +195,13 @@ impl Codec for TextCmCodec {
         encode_byte_chunks(src, sink, chunk, opts.effective_threads(), &|b| Ok(encode_chunk(b, bits)))
     }
 
-    fn decode(&self, header: &Header, src: &mut ChunkSource<'_>, dst: &mut dyn Write, opts: &DecodeOptions) -> Result<()> {
+    fn decode(
+        &self,
+        header: &Header,
+        src: &mut ChunkSource<'_>,
+        dst: &mut dyn Write,
+        opts: &DecodeOptions,
+    ) -> Result<()> {
         let bits = match header.params.as_slice() {
             [FORMAT_VERSION, b] if (ModelSize::MIN_BITS..=ModelSize::MAX_BITS).contains(&(*b as u32)) => *b as u32,
             p => {

@@ -5,9 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use lcodec_core::container::{read_header, ChunkSink, ChunkSource};
+use lcodec_core::container::{ChunkSink, ChunkSource, read_header};
 use lcodec_core::{Codec, Confidence, DecodeOptions, EncodeOptions};
-use lcodec_text::{decode_chunk, encode_chunk, TextCmCodec, LOGLIKE_CONFIDENCE};
+use lcodec_text::{LOGLIKE_CONFIDENCE, TextCmCodec, decode_chunk, encode_chunk};
 
 fn pack(data: &[u8], opts: &EncodeOptions) -> Vec<u8> {
     let codec = TextCmCodec;
@@ -70,7 +70,9 @@ conversations?'\n";
 
 #[test]
 fn alice29_round_trips_below_2_bits_per_byte() {
-    let Some(d) = shared("canterbury/alice29.txt") else { return };
+    let Some(d) = shared("canterbury/alice29.txt") else {
+        return;
+    };
     let n = round_trip(&d);
     let bpb = n as f64 * 8.0 / d.len() as f64;
     eprintln!("alice29: {} -> {n} bytes, {bpb:.3} bpb", d.len());
@@ -80,7 +82,9 @@ fn alice29_round_trips_below_2_bits_per_byte() {
 
 #[test]
 fn enwik8_slice_round_trips_in_parallel_chunks() {
-    let Some(d) = shared("enwik8_prefix/enwik8_head4000000") else { return };
+    let Some(d) = shared("enwik8_prefix/enwik8_head4000000") else {
+        return;
+    };
     let d = &d[..200_000];
     let one = round_trip(d);
     let chunked = round_trip_with(d, &EncodeOptions { threads: 2, chunk_size: Some(64 << 10), ..Default::default() });
@@ -163,9 +167,8 @@ fn corrupt_payloads_are_errors_or_wrong_bytes_never_panics() {
     assert_eq!(decode_chunk(&payload, text.len(), 12).expect("decode"), text);
     // Truncated far enough, the decoder notices; never panics at any length.
     for n in 0..payload.len() {
-        match decode_chunk(&payload[..n], text.len(), 12) {
-            Ok(d) => assert_eq!(d.len(), text.len()),
-            Err(_) => {}
+        if let Ok(d) = decode_chunk(&payload[..n], text.len(), 12) {
+            assert_eq!(d.len(), text.len());
         }
     }
     assert!(decode_chunk(&payload[..payload.len() / 2], text.len(), 12).is_err());
@@ -200,7 +203,10 @@ fn container_damage_is_an_error() {
 fn sniff_picks_prose_and_leaves_binary_and_logs() {
     let c = TextCmCodec;
     assert_eq!(c.sniff(PROSE.as_bytes(), None), Some(Confidence::CONTENT));
-    assert_eq!(c.sniff("Война и мир. Лев Николаевич Толстой, роман в четырёх томах.\n".repeat(3).as_bytes(), None), Some(Confidence::CONTENT));
+    assert_eq!(
+        c.sniff("Война и мир. Лев Николаевич Толстой, роман в четырёх томах.\n".repeat(3).as_bytes(), None),
+        Some(Confidence::CONTENT)
+    );
     assert_eq!(c.sniff(&noise(4096, 1), None), None);
     assert_eq!(c.sniff(b"", None), None);
     let mut zeros = PROSE.as_bytes().to_vec();
@@ -230,4 +236,22 @@ fn malformed_codec_parameters_are_errors() {
         let mut out = Vec::new();
         assert!(TextCmCodec.decode(&header, &mut src, &mut out, &opts).is_err(), "params {params:?} accepted");
     }
+}
+
+/// The committed golden (testdata/golden/text-cm/prose.lc, listed in MANIFEST.tsv and
+/// checked by the facade's golden test too) decodes to its fixture, and the fixture
+/// encodes to it byte for byte: the model and coder are frozen.
+#[test]
+fn golden_bitstream_decodes_and_reencodes_identically() {
+    let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata");
+    let fixture = std::fs::read(testdata.join("fixtures/text-prose.txt")).expect("fixture");
+    let golden = std::fs::read(testdata.join("golden/text-cm/prose.lc")).expect("golden");
+    assert_eq!(unpack(&golden, 1).expect("decode golden"), fixture);
+    let opts = EncodeOptions { threads: 1, chunk_size: Some(2048), ..Default::default() };
+    let mut out = Vec::new();
+    let mut hr = lcodec_core::container::HashingReader::new(&fixture[..]);
+    let mut sink = ChunkSink::new(&mut out, TextCmCodec.info(), None);
+    TextCmCodec.encode(&mut hr, &mut sink, &opts).expect("encode");
+    sink.finish(hr.count(), Some(hr.digest())).expect("finish");
+    assert!(out == golden, "encoder output differs from the golden (regenerate with the `golden` example and note it)");
 }

@@ -16,7 +16,10 @@ use std::time::Instant;
 use tch::{Device, Kind, Tensor, nn::OptimizerConfig};
 
 #[derive(Parser)]
-#[command(name = "lcodec-train", about = "Train lcodec's learned models (libtorch)")]
+#[command(
+    name = "lcodec-train",
+    about = "Train lcodec's learned models (libtorch)"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -166,7 +169,9 @@ fn list_images(dir: &Path) -> Res<Vec<PathBuf>> {
 }
 
 fn load_image(p: &Path, downscale: bool) -> Res<Img> {
-    let im = image::open(p).map_err(|e| format!("{}: {e}", p.display()))?.to_rgb8();
+    let im = image::open(p)
+        .map_err(|e| format!("{}: {e}", p.display()))?
+        .to_rgb8();
     let (w, h) = (im.width() as usize, im.height() as usize);
     let raw = im.into_raw();
     if !downscale {
@@ -245,14 +250,24 @@ fn parse_device(s: &str) -> Res<Device> {
 
 fn write_state(dir: &Path, step: u64, cfg: &HyperpriorConfig) -> Res<()> {
     let l: Vec<String> = cfg.lambdas.iter().map(|v| v.to_string()).collect();
-    let s = format!("step={step}\nn={}\nm={}\nlambdas={}\n", cfg.n, cfg.m, l.join(","));
+    let s = format!(
+        "step={step}\nn={}\nm={}\nlambdas={}\n",
+        cfg.n,
+        cfg.m,
+        l.join(",")
+    );
     std::fs::write(dir.join("state.txt"), s).map_err(|e| format!("state.txt: {e}"))
 }
 
 fn read_state(dir: &Path) -> Res<(u64, HyperpriorConfig)> {
-    let s = std::fs::read_to_string(dir.join("state.txt")).map_err(|e| format!("{}/state.txt: {e}", dir.display()))?;
+    let s = std::fs::read_to_string(dir.join("state.txt"))
+        .map_err(|e| format!("{}/state.txt: {e}", dir.display()))?;
     let mut step = 0;
-    let mut cfg = HyperpriorConfig { n: 0, m: 0, lambdas: vec![] };
+    let mut cfg = HyperpriorConfig {
+        n: 0,
+        m: 0,
+        lambdas: vec![],
+    };
     for line in s.lines() {
         let (k, v) = line.split_once('=').unwrap_or((line, ""));
         let bad = || format!("state.txt: bad line `{line}`");
@@ -261,7 +276,11 @@ fn read_state(dir: &Path) -> Res<(u64, HyperpriorConfig)> {
             "n" => cfg.n = v.parse().map_err(|_| bad())?,
             "m" => cfg.m = v.parse().map_err(|_| bad())?,
             "lambdas" => {
-                cfg.lambdas = v.split(',').map(str::parse).collect::<Result<_, _>>().map_err(|_| bad())?;
+                cfg.lambdas = v
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| bad())?;
             }
             _ => {}
         }
@@ -273,7 +292,9 @@ fn read_state(dir: &Path) -> Res<(u64, HyperpriorConfig)> {
 const CKPT_PART_BYTES: usize = 15 << 20;
 
 fn save(model: &TchHyperprior, out: &Path, step: u64, half: bool, log: &mut dyn Write) -> Res<()> {
-    model.save_checkpoint(out, CKPT_PART_BYTES, half).map_err(|e| e.to_string())?;
+    model
+        .save_checkpoint(out, CKPT_PART_BYTES, half)
+        .map_err(|e| e.to_string())?;
     write_state(out, step, &model.cfg)?;
     let _ = writeln!(log, "checkpoint step={step} -> {}", out.display());
     Ok(())
@@ -288,7 +309,8 @@ fn evaluate(model: &TchHyperprior, imgs: &[Img], log: &mut dyn Write, step: u64)
             let qt = Tensor::from_slice(&[q as i64]).to_device(dev);
             let f = tch::no_grad(|| model.forward(&x, &qt, false));
             bpp += f.bpp.double_value(&[0]);
-            let mse = tch::no_grad(|| (f.x_hat.clamp(0.0, 1.0) - &x).square().mean(Kind::Float)).double_value(&[]);
+            let mse = tch::no_grad(|| (f.x_hat.clamp(0.0, 1.0) - &x).square().mean(Kind::Float))
+                .double_value(&[]);
             psnr += 10.0 * (1.0 / mse.max(1e-12)).log10();
         }
         let k = imgs.len().max(1) as f64;
@@ -338,7 +360,11 @@ fn train(a: ImageArgs) -> Res<()> {
     if lambdas.is_empty() {
         return Err("give --lambda or --lambdas".into());
     }
-    let mut cfg = HyperpriorConfig { n: a.n, m: a.m, lambdas };
+    let mut cfg = HyperpriorConfig {
+        n: a.n,
+        m: a.m,
+        lambdas,
+    };
     let mut step0 = 0;
     if let Some(r) = &a.resume {
         let (s, c) = read_state(r)?;
@@ -354,11 +380,25 @@ fn train(a: ImageArgs) -> Res<()> {
     if let Some(r) = &a.resume {
         model.load_checkpoint(r).map_err(|e| e.to_string())?;
     }
-    let nparams: i64 = model.vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+    let nparams: i64 = model
+        .vs
+        .trainable_variables()
+        .iter()
+        .map(|t| t.numel() as i64)
+        .sum();
     let _ = writeln!(
         log,
         "lcodec-train image: N={} M={} lambdas={:?} params={nparams} device={:?} batch={} crop={} lr={} steps {}..{} (cuda available: {})",
-        cfg.n, cfg.m, cfg.lambdas, dev, a.batch, a.crop, a.lr, step0, a.steps, tch::Cuda::is_available()
+        cfg.n,
+        cfg.m,
+        cfg.lambdas,
+        dev,
+        a.batch,
+        a.crop,
+        a.lr,
+        step0,
+        a.steps,
+        tch::Cuda::is_available()
     );
     let mut paths = list_images(&a.data)?;
     if a.max_images > 0 {
@@ -376,7 +416,11 @@ fn train(a: ImageArgs) -> Res<()> {
         })
         .collect();
     if imgs.is_empty() {
-        return Err(format!("no usable training images (>= {0}x{0}) under {1}", a.crop, a.data.display()));
+        return Err(format!(
+            "no usable training images (>= {0}x{0}) under {1}",
+            a.crop,
+            a.data.display()
+        ));
     }
     let eval_imgs: Vec<Img> = match &a.eval {
         Some(d) => list_images(d)?
@@ -387,11 +431,20 @@ fn train(a: ImageArgs) -> Res<()> {
             .collect(),
         None => vec![],
     };
-    let _ = writeln!(log, "data: {} training images, {} eval images, loaded in {:.1}s", imgs.len(), eval_imgs.len(), t0.elapsed().as_secs_f64());
-    let mut opt = tch::nn::Adam::default().build(&model.vs, a.lr).map_err(|e| e.to_string())?;
+    let _ = writeln!(
+        log,
+        "data: {} training images, {} eval images, loaded in {:.1}s",
+        imgs.len(),
+        eval_imgs.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    let mut opt = tch::nn::Adam::default()
+        .build(&model.vs, a.lr)
+        .map_err(|e| e.to_string())?;
     // The crop stream depends on the seed and the start step, so a resumed run does not
     // replay the same crops.
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed ^ step0.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let mut rng =
+        rand_chacha::ChaCha8Rng::seed_from_u64(a.seed ^ step0.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let q_levels = cfg.levels();
     let lam = Tensor::from_slice(&cfg.lambdas).to_device(dev);
     let (mut acc_loss, mut acc_bpp, mut acc_mse, mut acc_n) = (0.0, 0.0, 0.0, 0u64);
@@ -407,7 +460,9 @@ fn train(a: ImageArgs) -> Res<()> {
         let lr = if step >= drop_step { a.lr * 0.1 } else { a.lr };
         opt.set_lr(lr);
         let x = batch(&imgs, a.batch, a.crop, &mut rng).to_device(dev);
-        let qs: Vec<i64> = (0..a.batch).map(|i| ((step as usize * a.batch + i) % q_levels) as i64).collect();
+        let qs: Vec<i64> = (0..a.batch)
+            .map(|i| ((step as usize * a.batch + i) % q_levels) as i64)
+            .collect();
         let q = Tensor::from_slice(&qs).to_device(dev);
         let f = model.forward(&x, &q, true);
         let lq = lam.index_select(0, &q);
@@ -419,7 +474,9 @@ fn train(a: ImageArgs) -> Res<()> {
         step += 1;
         let lv = loss.double_value(&[]);
         if !lv.is_finite() {
-            return Err(format!("loss became {lv} at step {step}; lower --lr or resume from the last checkpoint"));
+            return Err(format!(
+                "loss became {lv} at step {step}; lower --lr or resume from the last checkpoint"
+            ));
         }
         acc_loss += lv;
         acc_bpp += f.bpp.mean(Kind::Float).double_value(&[]);
@@ -464,10 +521,15 @@ fn export(a: ExportArgs) -> Res<()> {
     model.load_checkpoint(&a.ckpt).map_err(|e| e.to_string())?;
     let bytes = model.export(!a.f32).map_err(|e| e.to_string())?;
     // Check that the CPU backend accepts the file before writing it.
-    lcodec_models::hyperprior::MeanScaleHyperprior::from_bytes(&bytes).map_err(|e| format!("exported file does not load: {e}"))?;
+    lcodec_models::hyperprior::MeanScaleHyperprior::from_bytes(&bytes)
+        .map_err(|e| format!("exported file does not load: {e}"))?;
     std::fs::write(&a.out, &bytes).map_err(|e| format!("{}: {e}", a.out.display()))?;
     let h = lcodec_models::weights::weights_hash(&bytes);
     let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
-    println!("exported step {step} -> {} ({} bytes, xxh3-128 {hex})", a.out.display(), bytes.len());
+    println!(
+        "exported step {step} -> {} ({} bytes, xxh3-128 {hex})",
+        a.out.display(),
+        bytes.len()
+    );
     Ok(())
 }

@@ -503,8 +503,13 @@ impl Codec for TextLlmCodec {
         }
         let lmr: &LoadedModel = &lm;
         let limits = opts.limits;
+        let cfg = &lmr.model.cfg;
+        let kv_per_token = (cfg.n_layer * cfg.kv_dim() * 8) as u64;
         decode_byte_chunks(src, dst, opts.effective_threads(), &|c| {
             limits.check_alloc(c.raw_len as u64 * 8, "text-llm tokens")?;
+            // Key/value caches of the windows decoded in lock-step (a token per byte at most).
+            let kv_tokens = (c.raw_len as u64).min((MAX_LOCKSTEP * ctx) as u64);
+            limits.check_alloc(kv_tokens * kv_per_token, "text-llm key/value cache")?;
             decode_chunk(lmr, &c.payload, c.raw_len as usize, ctx).map_err(|e| c.malformed(e))
         })
     }

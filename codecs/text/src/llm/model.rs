@@ -298,15 +298,22 @@ impl Model {
     /// `out[t][r] = W[r] · x[t]` for `t < n`; parallel over blocks of rows.
     fn matmul(&self, w: &Weight, x: &[f32], n: usize, out: &mut [f32]) {
         let (rows, cols) = (w.rows, w.cols);
+        if n == 0 || rows == 0 {
+            return;
+        }
         const BLOCK: usize = 32;
         let mut tr = vec![0f32; rows * n];
+        // A task dequantises a block of rows (kept in L2), then streams the inputs once:
+        // each input row stays in L1 while it meets every row of the block.
         tr.par_chunks_mut(BLOCK * n).enumerate().for_each(|(b, o)| {
-            let mut buf = vec![0f32; cols];
-            for (i, orow) in o.chunks_mut(n).enumerate() {
-                let r = b * BLOCK + i;
-                dequantize_row(w.ty, self.row(w, r), &mut buf);
-                for (t, ot) in orow.iter_mut().enumerate() {
-                    *ot = dot(&buf, &x[t * cols..(t + 1) * cols]);
+            let nr = o.len() / n;
+            let mut buf = vec![0f32; nr * cols];
+            for (i, wrow) in buf.chunks_exact_mut(cols).enumerate() {
+                dequantize_row(w.ty, self.row(w, b * BLOCK + i), wrow);
+            }
+            for (t, xt) in x.chunks_exact(cols).take(n).enumerate() {
+                for (i, wrow) in buf.chunks_exact(cols).enumerate() {
+                    o[i * n + t] = dot(wrow, xt);
                 }
             }
         });
@@ -343,6 +350,9 @@ impl Model {
         let cfg = &self.cfg;
         let (d, kvd, hd, ff) = (cfg.d_model, cfg.kv_dim(), cfg.head_dim(), cfg.d_ff);
         let n = batch.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
         // Positions.
         let mut next: Vec<usize> = caches.iter().map(|c| c.len).collect();
         let mut pos = Vec::with_capacity(n);
