@@ -463,7 +463,7 @@ pub fn encode_chunk(data: &[u8], fast: Option<i32>) -> Result<Vec<u8>> {
                 code_meta(&mut bc, &mut st, sym, 2, 0);
                 let tm = &templates[c as usize];
                 if c == n_defined {
-                    code_template(&mut bc, &mut st, Some(tm))?;
+                    code_template(&mut bc, &mut st, Some(tm), usize::MAX)?;
                     st.tlast.push(vec![Vec::new(); tm.len()]);
                     st.tlink.push(vec![u16::MAX; tm.len()]);
                     n_defined += 1;
@@ -531,7 +531,8 @@ fn end_line(st: &mut State, sym: u32, line: &[u8], toks: &[&[u8]]) {
 }
 
 /// Codes a template definition; returns it (decoded on decode).
-fn code_template(bc: &mut ByteCoder<'_>, st: &mut State, tm: Option<&Template>) -> Result<Template> {
+/// `budget` bounds the total constant bytes on decode (the defining line contains them all).
+fn code_template(bc: &mut ByteCoder<'_>, st: &mut State, tm: Option<&Template>, mut budget: usize) -> Result<Template> {
     let n = tm.map_or(0, |t| t.len() as u32);
     let n = code_meta(bc, st, n, 1, 2) as usize;
     if n == 0 {
@@ -549,7 +550,10 @@ fn code_template(bc: &mut ByteCoder<'_>, st: &mut State, tm: Option<&Template>) 
             let prev_def = st.last_tdef.get(p).and_then(|t| t.as_ref()).unwrap_or(&empty);
             let vt = if TDEF_PREV { prev_def.clone() } else { g.clone() };
             let vc = ValueCtx { kind: K_TDEF, col: 0xCCCC, gcol: hc(0xDDDD, p as u32), vt: &vt, vg: &g, vl: None };
-            let v = code_value(bc, st, val, &vc, LONG_LINE);
+            let v = code_value(bc, st, val, &vc, budget.min(LONG_LINE));
+            if let Ok(v) = &v {
+                budget = budget.saturating_sub(v.len() + 1);
+            }
             if p < GSLOTS {
                 st.glast[p] = g;
             }
@@ -569,7 +573,7 @@ fn code_vars(
     c: u32,
     tm: &Template,
     toks: Option<&[&[u8]]>,
-    budget: usize,
+    mut budget: usize,
 ) -> Result<Vec<Vec<u8>>> {
     let mut res = Vec::with_capacity(tm.len());
     for (p, slot) in tm.iter().enumerate() {
@@ -586,6 +590,8 @@ fn code_vars(
                 let vc = ValueCtx { kind: K_VAR, col, gcol, vt: &vt, vg: &vg, vl };
                 let before = bc.cost[0];
                 let got = code_value(bc, st, val, &vc, budget)?;
+                // All values of a line are in the output: bound their sum, not each one.
+                budget = budget.saturating_sub(got.len() + 1);
                 if crate::cm::STATS {
                     COLSTATS.with(|m| {
                         let mut m = m.borrow_mut();
@@ -690,7 +696,7 @@ pub fn decode_chunk(payload: &[u8], raw_len: usize) -> Result<Vec<u8>> {
                     return Err(Error::codec("log", format!("template {c} used before it is defined")));
                 }
                 if c as usize == templates.len() {
-                    let tm = code_template(&mut bc, &mut st, None)?;
+                    let tm = code_template(&mut bc, &mut st, None, budget)?;
                     st.tlast.push(vec![Vec::new(); tm.len()]);
                     st.tlink.push(vec![u16::MAX; tm.len()]);
                     templates.push(tm);
