@@ -146,8 +146,6 @@ struct Ring {
 struct DoneRing {
     keys: Vec<f64>,
     rho: Vec<f64>,
-    // Magnitude class of each point's radial residual.
-    cls: Vec<u8>,
 }
 
 impl DoneRing {
@@ -215,7 +213,7 @@ struct Models {
 impl Models {
     fn new() -> Result<Self> {
         Ok(Models {
-            r: ResidualModel::new(16 * 6 * 4)?,
+            r: ResidualModel::new(16 * 6)?,
             t: ResidualModel::new(4 * 4 * 9)?,
             z: ResidualModel::new(8 * 6 * 4)?,
             fallback: ResidualModel::new(3)?,
@@ -254,7 +252,7 @@ struct Coder<'a> {
     prev: Option<[i64; 3]>,
     m: Models,
     // Wrap mode: keys / ranges of the ring in progress and the finished ring above.
-    cur_keys: Vec<(f64, f64, u8)>,
+    cur_keys: Vec<(f64, f64)>,
     above: DoneRing,
     // Index into `above` of the neighbour of the last point of the current ring.
     above_w: Option<usize>,
@@ -317,7 +315,6 @@ impl<'a> Coder<'a> {
                 // context: large changes mean edges, where residuals are large. Adding
                 // it to the prediction measured worse (it adds the neighbours' noise).
                 let mut dgrad: Option<f64> = None;
-                let mut acls = 0usize;
                 if self.ids.is_none() {
                     if let (Some(aw), Some(an)) = (
                         self.above_w,
@@ -325,7 +322,6 @@ impl<'a> Coder<'a> {
                             .and_then(|h| self.above.nearest_from(pseudo_angle(c, s), h)),
                     ) {
                         dgrad = Some(self.above.rho[an] - self.above.rho[aw]);
-                        acls = 1 + usize::from(self.above.cls[an] / 3).min(2);
                     }
                 }
                 if dgrad.is_none() && st.n >= 2 {
@@ -341,7 +337,7 @@ impl<'a> Coder<'a> {
                 // Range bucket (<4 m, <16 m, <64 m, more): noise and angular jitter
                 // grow into larger residuals far away.
                 let rb = (class_of(st.rho as i64).saturating_sub(10)).min(7) / 2;
-                let ctx_r = (usize::from(st.cr.min(15)) * 6 + grad_ctx) * 4 + acls;
+                let ctx_r = usize::from(st.cr.min(15)) * 6 + grad_ctx;
                 let dr = io.resid(&mut self.m.r, ctx_r, usize::from(st.sr), er)?;
                 let kr = class_of(dr).min(7);
                 let dt = io.resid(
@@ -422,7 +418,6 @@ impl<'a> Coder<'a> {
                 self.above = DoneRing {
                     keys: done.iter().map(|e| e.0).collect(),
                     rho: done.iter().map(|e| e.1).collect(),
-                    cls: done.iter().map(|e| e.2).collect(),
                 };
                 let old = self.rings[0];
                 self.rings[0] = Ring {
@@ -431,8 +426,7 @@ impl<'a> Coder<'a> {
                     ..old
                 };
             }
-            let cls = self.rings[0].cr;
-            self.cur_keys.push((key, rho, cls));
+            self.cur_keys.push((key, rho));
             self.above_w = match self.above_w {
                 Some(h) if !wrapped => self.above.nearest_from(key, h),
                 _ => self.above.nearest(key),
