@@ -234,8 +234,10 @@ fn text_corpora_round_trip() {
     assert!(files.len() >= 10);
     for f in files {
         let data = std::fs::read(&f).expect("read");
+        // The container and `raw` are under test here (the CLI tests cover detection).
         let mut o = EncodeOptions::default();
         o.quality = Some(9);
+        o.params.insert("codec".into(), "raw".into());
         let lc = enc(&data, &o);
         assert_eq!(dec_seek(&lc).expect("decode"), data, "{}", f.display());
     }

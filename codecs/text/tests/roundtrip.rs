@@ -146,7 +146,7 @@ fn every_byte_value_and_long_repeats_round_trip() {
 fn mem_parameter_is_stored_and_validated() {
     let text = PROSE.repeat(20);
     let mut o = EncodeOptions::default();
-    o.params.insert("mem".into(), "4".into());
+    o.params.insert("mem".into(), "8".into());
     let small = round_trip_with(text.as_bytes(), &o);
     assert!(small < text.len() / 4);
     o.params.insert("mem".into(), "0".into());

@@ -22,7 +22,8 @@ fn byte_chars() -> [char; 256] {
     let mut table = ['\0'; 256];
     let mut extra = 0u32;
     for b in 0..256u32 {
-        let printable = (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+        let printable =
+            (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
         let c = if printable {
             b
         } else {
@@ -55,7 +56,10 @@ impl Tokenizer {
     /// [`Error::Malformed`] for a merge line without a space, or more than 2^31 tokens.
     pub fn new(tokens: &[String], types: &[u32], merges: &[String]) -> Result<Self> {
         if tokens.len() > 1 << 31 {
-            return Err(Error::malformed(0, format!("tokenizer: {} tokens", tokens.len())));
+            return Err(Error::malformed(
+                0,
+                format!("tokenizer: {} tokens", tokens.len()),
+            ));
         }
         let chars = byte_chars();
         let mut char_byte: HashMap<char, u8> = HashMap::new();
@@ -76,19 +80,29 @@ impl Tokenizer {
         }
         let mut byte_ids = [0u32; 256];
         for b in 0..256 {
-            byte_ids[b] = ids.get(&chars[b].to_string()).copied().unwrap_or(tokens.len() as u32 + b as u32);
+            byte_ids[b] = ids
+                .get(&chars[b].to_string())
+                .copied()
+                .unwrap_or(tokens.len() as u32 + b as u32);
         }
         let mut merge_map = HashMap::with_capacity(merges.len());
         for (rank, m) in merges.iter().enumerate() {
-            let (l, r) = m
-                .split_once(' ')
-                .ok_or_else(|| Error::malformed(0, format!("tokenizer: merge {m:?} has no space")))?;
-            let (Some(&li), Some(&ri), Some(&mi)) = (ids.get(l), ids.get(r), ids.get(&format!("{l}{r}"))) else {
+            let (l, r) = m.split_once(' ').ok_or_else(|| {
+                Error::malformed(0, format!("tokenizer: merge {m:?} has no space"))
+            })?;
+            let (Some(&li), Some(&ri), Some(&mi)) =
+                (ids.get(l), ids.get(r), ids.get(&format!("{l}{r}")))
+            else {
                 continue;
             };
             merge_map.entry((li, ri)).or_insert((rank as u32, mi));
         }
-        Ok(Tokenizer { token_bytes, ids, merges: merge_map, byte_ids })
+        Ok(Tokenizer {
+            token_bytes,
+            ids,
+            merges: merge_map,
+            byte_ids,
+        })
     }
 
     /// Vocabulary size.
@@ -108,7 +122,9 @@ impl Tokenizer {
 
     /// Bytes that have no single-byte token (coded as raw ids `vocab_size + byte`).
     pub fn missing_bytes(&self) -> Vec<u8> {
-        (0..=255u8).filter(|&b| self.byte_ids[b as usize] as usize >= self.vocab_size()).collect()
+        (0..=255u8)
+            .filter(|&b| self.byte_ids[b as usize] as usize >= self.vocab_size())
+            .collect()
     }
 
     /// Tokenises any byte sequence; `decode(encode(x)) == x` always.
@@ -163,7 +179,10 @@ impl Tokenizer {
                 continue;
             }
             out.extend_from_slice(self.token_bytes(id).ok_or_else(|| {
-                Error::codec("text-llm", format!("token {id} has no byte form (special or out of range)"))
+                Error::codec(
+                    "text-llm",
+                    format!("token {id} has no byte form (special or out of range)"),
+                )
             })?);
         }
         Ok(out)
@@ -193,7 +212,9 @@ fn units(text: &[u8]) -> Vec<(usize, usize, Class, char)> {
             _ => 0,
         };
         let ch = if len > 0 && i + len <= text.len() {
-            std::str::from_utf8(&text[i..i + len]).ok().and_then(|s| s.chars().next())
+            std::str::from_utf8(&text[i..i + len])
+                .ok()
+                .and_then(|s| s.chars().next())
         } else {
             None
         };
@@ -276,7 +297,11 @@ fn match_at(u: &[(usize, usize, Class, char)], k: usize, end: usize) -> usize {
         j
     };
     let start = if c(k) == ' ' && k + 1 < end { k + 1 } else { k };
-    let first = if start == k + 1 { class(start) } else { class(k) };
+    let first = if start == k + 1 {
+        class(start)
+    } else {
+        class(k)
+    };
     // ` ?\p{L}+`
     if first == Class::Letter && (start == k + 1 || class(k) == Class::Letter) {
         return run(start, Class::Letter);
@@ -310,22 +335,38 @@ mod tests {
         for t in ["th", "the", &format!("{sp}the"), "in"] {
             tokens.push(t.to_string());
         }
-        let merges = vec!["t h".to_string(), "th e".into(), format!("{sp} the"), "i n".into()];
+        let merges = vec![
+            "t h".to_string(),
+            "th e".into(),
+            format!("{sp} the"),
+            "i n".into(),
+        ];
         Tokenizer::new(&tokens, &[3], &merges).expect("tokenizer")
     }
 
     #[test]
     fn pieces_follow_the_gpt2_pattern() {
         let p: Vec<&[u8]> = pretokenize(b"Hello world's  end 123!!\n\nx");
-        let s: Vec<String> = p.iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect();
-        assert_eq!(s, ["Hello", " world", "'s", " ", " end", " ", "1", "2", "3", "!!", "\n", "\n", "x"]);
+        let s: Vec<String> = p
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect();
+        assert_eq!(
+            s,
+            [
+                "Hello", " world", "'s", " ", " end", " ", "1", "2", "3", "!!", "\n", "\n", "x"
+            ]
+        );
     }
 
     #[test]
     fn merges_apply_in_rank_order() {
         let t = tiny();
         let ids = t.encode(b"the thin");
-        let words: Vec<String> = ids.iter().map(|&i| String::from_utf8_lossy(t.token_bytes(i).expect("byte token")).into()).collect();
+        let words: Vec<String> = ids
+            .iter()
+            .map(|&i| String::from_utf8_lossy(t.token_bytes(i).expect("byte token")).into())
+            .collect();
         assert_eq!(words, ["the", " ", "th", "in"]);
         assert!(ids.len() < 8);
     }

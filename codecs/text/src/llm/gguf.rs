@@ -177,7 +177,10 @@ impl<'a> Cursor<'a> {
     fn take(&mut self, n: u64, what: &str) -> Result<&'a [u8]> {
         let remaining = (self.b.len() - self.pos) as u64;
         if n > remaining {
-            return Err(Error::truncated(self.pos as u64, format!("gguf: {what} ({n} bytes, {remaining} left)")));
+            return Err(Error::truncated(
+                self.pos as u64,
+                format!("gguf: {what} ({n} bytes, {remaining} left)"),
+            ));
         }
         let s = &self.b[self.pos..self.pos + n as usize];
         self.pos += n as usize;
@@ -222,7 +225,12 @@ impl<'a> Cursor<'a> {
             7 => match self.u8("bool")? {
                 0 => Value::Bool(false),
                 1 => Value::Bool(true),
-                b => return Err(Error::malformed(at, format!("gguf: bool value {b} (expected 0 or 1)"))),
+                b => {
+                    return Err(Error::malformed(
+                        at,
+                        format!("gguf: bool value {b} (expected 0 or 1)"),
+                    ));
+                }
             },
             8 => Value::Str(self.string("string")?),
             9 => {
@@ -235,7 +243,10 @@ impl<'a> Cursor<'a> {
                     Error::malformed(at, format!("gguf: unknown array element type {ety}"))
                 })?;
                 if n.saturating_mul(min) > self.remaining() {
-                    return Err(Error::truncated(at, format!("gguf: array of {n} elements of type {ety}")));
+                    return Err(Error::truncated(
+                        at,
+                        format!("gguf: array of {n} elements of type {ety}"),
+                    ));
                 }
                 let mut v = Vec::with_capacity(n as usize);
                 for _ in 0..n {
@@ -246,7 +257,12 @@ impl<'a> Cursor<'a> {
             10 => Value::U64(self.u64("u64")?),
             11 => Value::I64(self.u64("i64")? as i64),
             12 => Value::F64(f64::from_bits(self.u64("f64")?)),
-            t => return Err(Error::malformed(at, format!("gguf: unknown value type {t}"))),
+            t => {
+                return Err(Error::malformed(
+                    at,
+                    format!("gguf: unknown value type {t}"),
+                ));
+            }
         })
     }
 }
@@ -284,14 +300,20 @@ impl Gguf {
         }
         let version = c.u32("version")?;
         if !(2..=3).contains(&version) {
-            return Err(Error::malformed(4, format!("gguf: version {version} (expected 2 or 3)")));
+            return Err(Error::malformed(
+                4,
+                format!("gguf: version {version} (expected 2 or 3)"),
+            ));
         }
         let n_tensors = c.u64("tensor count")?;
         let n_kv = c.u64("metadata count")?;
         // A key/value takes at least 8 (key length) + 4 (type) + 1 bytes; a tensor info
         // at least 8 + 4 + 4 + 8.
         if n_kv.saturating_mul(13) > c.remaining() || n_tensors.saturating_mul(24) > c.remaining() {
-            return Err(Error::malformed(8, format!("gguf: {n_tensors} tensors / {n_kv} key-values exceed the file")));
+            return Err(Error::malformed(
+                8,
+                format!("gguf: {n_tensors} tensors / {n_kv} key-values exceed the file"),
+            ));
         }
         let mut metadata = Vec::with_capacity(n_kv as usize);
         for _ in 0..n_kv {
@@ -302,9 +324,15 @@ impl Gguf {
         }
         let mut alignment = DEFAULT_ALIGNMENT;
         if let Some((_, v)) = metadata.iter().find(|(k, _)| k == "general.alignment") {
-            alignment = v.as_u64().filter(|a| *a > 0 && a.is_power_of_two() && *a <= 1 << 16).ok_or_else(|| {
-                Error::malformed(0, format!("gguf: general.alignment {v:?} (expected a power of two)"))
-            })?;
+            alignment = v
+                .as_u64()
+                .filter(|a| *a > 0 && a.is_power_of_two() && *a <= 1 << 16)
+                .ok_or_else(|| {
+                    Error::malformed(
+                        0,
+                        format!("gguf: general.alignment {v:?} (expected a power of two)"),
+                    )
+                })?;
         }
         let mut raw = Vec::with_capacity(n_tensors as usize);
         for _ in 0..n_tensors {
@@ -312,7 +340,10 @@ impl Gguf {
             let name = c.string("tensor name")?;
             let nd = c.u32("dimension count")?;
             if nd == 0 || nd > MAX_DIMS {
-                return Err(Error::malformed(at, format!("gguf: tensor {name}: {nd} dimensions (expected 1..=4)")));
+                return Err(Error::malformed(
+                    at,
+                    format!("gguf: tensor {name}: {nd} dimensions (expected 1..=4)"),
+                ));
             }
             let mut dims = Vec::with_capacity(nd as usize);
             for _ in 0..nd {
@@ -333,27 +364,55 @@ impl Gguf {
         for (at, name, dims, ty, off) in raw {
             let mut n: u64 = 1;
             for &d in &dims {
-                n = n.checked_mul(d).ok_or_else(|| Error::malformed(at, format!("gguf: tensor {name}: size overflows")))?;
+                n = n.checked_mul(d).ok_or_else(|| {
+                    Error::malformed(at, format!("gguf: tensor {name}: size overflows"))
+                })?;
             }
             let row = ty.row_bytes(dims[0]).ok_or_else(|| {
-                Error::malformed(at, format!("gguf: tensor {name}: row of {} is not whole {ty:?} blocks", dims[0]))
+                Error::malformed(
+                    at,
+                    format!(
+                        "gguf: tensor {name}: row of {} is not whole {ty:?} blocks",
+                        dims[0]
+                    ),
+                )
             })?;
-            let len = row
-                .checked_mul(n / dims[0].max(1))
-                .ok_or_else(|| Error::malformed(at, format!("gguf: tensor {name}: size overflows")))?;
+            let len = row.checked_mul(n / dims[0].max(1)).ok_or_else(|| {
+                Error::malformed(at, format!("gguf: tensor {name}: size overflows"))
+            })?;
             let len = if dims[0] == 0 { 0 } else { len };
             if off % alignment != 0 {
-                return Err(Error::malformed(at, format!("gguf: tensor {name}: offset {off} not aligned to {alignment}")));
+                return Err(Error::malformed(
+                    at,
+                    format!("gguf: tensor {name}: offset {off} not aligned to {alignment}"),
+                ));
             }
             let offset = data_offset
                 .checked_add(off)
                 .filter(|o| o.checked_add(len).is_some_and(|e| e <= file_len))
                 .ok_or_else(|| {
-                    Error::truncated(at, format!("gguf: tensor {name}: {len} bytes at data offset {off} exceed the file"))
+                    Error::truncated(
+                        at,
+                        format!(
+                            "gguf: tensor {name}: {len} bytes at data offset {off} exceed the file"
+                        ),
+                    )
                 })?;
-            tensors.push(TensorInfo { name, dims, ty, offset, len });
+            tensors.push(TensorInfo {
+                name,
+                dims,
+                ty,
+                offset,
+                len,
+            });
         }
-        Ok(Gguf { bytes, version, metadata, tensors, data_offset })
+        Ok(Gguf {
+            bytes,
+            version,
+            metadata,
+            tensors,
+            data_offset,
+        })
     }
 
     /// The metadata value for `key`.
@@ -379,7 +438,10 @@ impl Gguf {
     pub fn dequantize(&self, t: &TensorInfo) -> Result<Vec<f32>> {
         let n = t.dims.iter().product::<u64>();
         if n > 1 << 28 {
-            return Err(Error::Limit(format!("gguf: tensor {} has {n} elements", t.name)));
+            return Err(Error::Limit(format!(
+                "gguf: tensor {} has {n} elements",
+                t.name
+            )));
         }
         let mut out = vec![0f32; n as usize];
         let cols = t.cols();
@@ -474,7 +536,10 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], out: &mut [f32]) {
 
 /// Writes a GGUF v3 file (for tests and fixtures): metadata and tensors given as
 /// `(name, dims, type, raw bytes)`.
-pub fn write_gguf(metadata: &[(&str, Value)], tensors: &[(&str, Vec<u64>, GgmlType, Vec<u8>)]) -> Vec<u8> {
+pub fn write_gguf(
+    metadata: &[(&str, Value)],
+    tensors: &[(&str, Vec<u64>, GgmlType, Vec<u8>)],
+) -> Vec<u8> {
     fn put_str(o: &mut Vec<u8>, s: &str) {
         o.extend_from_slice(&(s.len() as u64).to_le_bytes());
         o.extend_from_slice(s.as_bytes());
@@ -565,13 +630,22 @@ mod tests {
         }
         let mut q80 = f16_bits(0.25).to_le_bytes().to_vec();
         q80.extend((0..32).map(|j| (j as i8 - 16) as u8));
-        let f32s: Vec<u8> = [1.5f32, -2.0, 3.25].iter().flat_map(|v| v.to_le_bytes()).collect();
-        let f16s: Vec<u8> = [f16_bits(1.0), f16_bits(-0.75)].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let f32s: Vec<u8> = [1.5f32, -2.0, 3.25]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let f16s: Vec<u8> = [f16_bits(1.0), f16_bits(-0.75)]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         write_gguf(
             &[
                 ("general.architecture", Value::Str("llama".into())),
                 ("n", Value::U64(7)),
-                ("names", Value::Array(vec![Value::Str("a".into()), Value::Str("bc".into())])),
+                (
+                    "names",
+                    Value::Array(vec![Value::Str("a".into()), Value::Str("bc".into())]),
+                ),
             ],
             &[
                 ("w", vec![32, 2], GgmlType::Q4_1, q41),
@@ -586,9 +660,15 @@ mod tests {
     fn synthetic_file_parses_and_dequantizes() {
         let g = Gguf::parse(synthetic()).expect("parse");
         assert_eq!(g.version, 3);
-        assert_eq!(g.get("general.architecture").and_then(Value::as_str), Some("llama"));
+        assert_eq!(
+            g.get("general.architecture").and_then(Value::as_str),
+            Some("llama")
+        );
         assert_eq!(g.get("n").and_then(Value::as_u64), Some(7));
-        assert_eq!(g.get("names").and_then(Value::as_array).map(<[_]>::len), Some(2));
+        assert_eq!(
+            g.get("names").and_then(Value::as_array).map(<[_]>::len),
+            Some(2)
+        );
         let w = g.tensor("w").expect("w");
         assert_eq!((w.rows(), w.cols()), (2, 32));
         let v = g.dequantize(w).expect("deq");
@@ -599,8 +679,14 @@ mod tests {
         let e = g.dequantize(g.tensor("e").expect("e")).expect("deq");
         assert_eq!(e[0], -4.0);
         assert_eq!(e[31], 15.0 * 0.25);
-        assert_eq!(g.dequantize(g.tensor("f").expect("f")).expect("deq"), vec![1.5, -2.0, 3.25]);
-        assert_eq!(g.dequantize(g.tensor("h").expect("h")).expect("deq"), vec![1.0, -0.75]);
+        assert_eq!(
+            g.dequantize(g.tensor("f").expect("f")).expect("deq"),
+            vec![1.5, -2.0, 3.25]
+        );
+        assert_eq!(
+            g.dequantize(g.tensor("h").expect("h")).expect("deq"),
+            vec![1.0, -0.75]
+        );
     }
 
     #[test]
@@ -609,7 +695,8 @@ mod tests {
         for n in 0..good.len() {
             // Truncations before the end of the last tensor must fail cleanly.
             let r = Gguf::parse(good[..n].to_vec());
-            let last_end = Gguf::parse(good.clone()).map(|g| g.tensors.iter().map(|t| t.offset + t.len).max());
+            let last_end =
+                Gguf::parse(good.clone()).map(|g| g.tensors.iter().map(|t| t.offset + t.len).max());
             if let Ok(Some(end)) = last_end {
                 if (n as u64) < end {
                     assert!(r.is_err(), "truncated at {n} parsed");

@@ -34,13 +34,14 @@ use std::sync::{Arc, Mutex};
 use lcodec_core::container::{ChunkSink, ChunkSource, Header};
 use lcodec_core::parallel::{decode_byte_chunks, encode_byte_chunks};
 use lcodec_core::{
-    Codec, CodecId, CodecInfo, Confidence, DecodeOptions, EncodeOptions, Error, Kind, Metadata, ModelRef, Result,
+    Codec, CodecId, CodecInfo, Confidence, DecodeOptions, EncodeOptions, Error, Kind, Metadata,
+    ModelRef, Result,
 };
-use lcodec_entropy::{Categorical, Decode, Encode, RangeDecoder, RangeEncoder, PRECISION};
+use lcodec_entropy::{Categorical, Decode, Encode, PRECISION, RangeDecoder, RangeEncoder};
 
 use bpe::Tokenizer;
 use gguf::{Gguf, Value};
-use model::{frequencies, KvCache, Model};
+use model::{KvCache, Model, frequencies};
 
 /// Bitstream version (first codec parameter byte).
 pub const FORMAT_VERSION: u8 = 1;
@@ -94,13 +95,22 @@ impl LoadedModel {
     /// # Errors
     /// I/O errors, malformed files, unsupported tokenizers or architectures.
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| Error::InvalidArgument(format!("text-llm: cannot read model {}: {e}", path.display())))?;
+        let bytes = std::fs::read(path).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "text-llm: cannot read model {}: {e}",
+                path.display()
+            ))
+        })?;
         let hash = xxhash_rust::xxh3::xxh3_128(&bytes).to_le_bytes();
         let g = Gguf::parse(bytes)?;
-        let tmodel = g.get("tokenizer.ggml.model").and_then(Value::as_str).unwrap_or("");
+        let tmodel = g
+            .get("tokenizer.ggml.model")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if tmodel != "gpt2" {
-            return Err(Error::Unsupported(format!("text-llm: tokenizer model {tmodel:?} (expected gpt2 byte-level BPE)")));
+            return Err(Error::Unsupported(format!(
+                "text-llm: tokenizer model {tmodel:?} (expected gpt2 byte-level BPE)"
+            )));
         }
         let strings = |key: &str| -> Result<Vec<String>> {
             let a = g
@@ -108,7 +118,11 @@ impl LoadedModel {
                 .and_then(Value::as_array)
                 .ok_or_else(|| Error::malformed(0, format!("gguf: {key} missing")))?;
             a.iter()
-                .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| Error::malformed(0, format!("gguf: {key} holds a non-string"))))
+                .map(|v| {
+                    v.as_str().map(str::to_owned).ok_or_else(|| {
+                        Error::malformed(0, format!("gguf: {key} holds a non-string"))
+                    })
+                })
                 .collect()
         };
         let tokens = strings("tokenizer.ggml.tokens")?;
@@ -118,23 +132,41 @@ impl LoadedModel {
             None => Vec::new(),
         };
         let tokenizer = Tokenizer::new(&tokens, &types, &merges)?;
-        let control: Vec<u32> = (0..tokens.len() as u32).filter(|&i| types.get(i as usize) == Some(&3)).collect();
-        let bos = tokens.iter().position(|t| t == "<|endoftext|>").map_or(0, |i| i as u32);
+        let control: Vec<u32> = (0..tokens.len() as u32)
+            .filter(|&i| types.get(i as usize) == Some(&3))
+            .collect();
+        let bos = tokens
+            .iter()
+            .position(|t| t == "<|endoftext|>")
+            .map_or(0, |i| i as u32);
         // The escape for raw bytes: the last control token that is not the start token.
         let escape = control.iter().rev().copied().find(|&c| c != bos);
         if escape.is_none() && !tokenizer.missing_bytes().is_empty() {
-            return Err(Error::Unsupported("text-llm: some bytes have no token and there is no escape token".into()));
+            return Err(Error::Unsupported(
+                "text-llm: some bytes have no token and there is no escape token".into(),
+            ));
         }
         let escape = escape.unwrap_or(bos);
         let mut model = Model::from_gguf(g)?;
         if model.cfg.vocab != tokenizer.vocab_size() {
             return Err(Error::malformed(
                 0,
-                format!("text-llm: {} tokens but embedding of {} rows", tokenizer.vocab_size(), model.cfg.vocab),
+                format!(
+                    "text-llm: {} tokens but embedding of {} rows",
+                    tokenizer.vocab_size(),
+                    model.cfg.vocab
+                ),
             ));
         }
         model.ensure_positions(DEFAULT_CTX);
-        Ok(LoadedModel { model, tokenizer, hash, bos, escape, path: path.to_path_buf() })
+        Ok(LoadedModel {
+            model,
+            tokenizer,
+            hash,
+            bos,
+            escape,
+            path: path.to_path_buf(),
+        })
     }
 }
 
@@ -151,11 +183,17 @@ impl LoadedModel {
 
 fn site_packages_under(base: &Path, out: &mut Vec<PathBuf>) {
     for lib in ["lib", "lib64"] {
-        let Ok(rd) = std::fs::read_dir(base.join(lib)) else { continue };
+        let Ok(rd) = std::fs::read_dir(base.join(lib)) else {
+            continue;
+        };
         let mut pys: Vec<PathBuf> = rd
             .flatten()
             .map(|e| e.path())
-            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("python3")))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("python3"))
+            })
             .collect();
         pys.sort();
         for py in pys {
@@ -176,7 +214,10 @@ pub fn find_model(explicit: Option<&str>) -> Result<PathBuf> {
         return if p.is_file() {
             Ok(p)
         } else {
-            Err(Error::InvalidArgument(format!("text-llm: model file {} does not exist", p.display())))
+            Err(Error::InvalidArgument(format!(
+                "text-llm: model file {} does not exist",
+                p.display()
+            )))
         };
     }
     if let Some(p) = std::env::var_os("LCODEC_SMOLLM2") {
@@ -184,7 +225,10 @@ pub fn find_model(explicit: Option<&str>) -> Result<PathBuf> {
         if p.is_file() {
             return Ok(p);
         }
-        return Err(Error::InvalidArgument(format!("text-llm: LCODEC_SMOLLM2={} is not a file", p.display())));
+        return Err(Error::InvalidArgument(format!(
+            "text-llm: LCODEC_SMOLLM2={} is not a file",
+            p.display()
+        )));
     }
     let mut dirs = Vec::new();
     if let Some(v) = std::env::var_os("VIRTUAL_ENV") {
@@ -194,7 +238,11 @@ pub fn find_model(explicit: Option<&str>) -> Result<PathBuf> {
     if let Ok(cwd) = std::env::current_dir() {
         roots.extend(cwd.ancestors().map(Path::to_path_buf));
     }
-    roots.extend(Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().map(Path::to_path_buf));
+    roots.extend(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .map(Path::to_path_buf),
+    );
     for r in &roots {
         for venv in [".venv-llm", ".venv", "venv"] {
             site_packages_under(&r.join(venv), &mut dirs);
@@ -212,8 +260,11 @@ pub fn find_model(explicit: Option<&str>) -> Result<PathBuf> {
             return Ok(f);
         }
         if let Ok(rd) = std::fs::read_dir(&d) {
-            let mut ggufs: Vec<PathBuf> =
-                rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "gguf")).collect();
+            let mut ggufs: Vec<PathBuf> = rd
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "gguf"))
+                .collect();
             ggufs.sort();
             if let Some(f) = ggufs.into_iter().next() {
                 return Ok(f);
@@ -239,7 +290,9 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 fn get_varint(b: &[u8], pos: &mut usize) -> Result<u64> {
     let mut v: u64 = 0;
     for shift in (0..64).step_by(7) {
-        let byte = *b.get(*pos).ok_or_else(|| Error::codec("text-llm", "payload ends inside a varint"))?;
+        let byte = *b
+            .get(*pos)
+            .ok_or_else(|| Error::codec("text-llm", "payload ends inside a varint"))?;
         *pos += 1;
         v |= u64::from(byte & 0x7f) << shift;
         if byte & 0x80 == 0 {
@@ -267,7 +320,11 @@ pub fn encode_window(lm: &LoadedModel, tokens: &[u32]) -> Result<Vec<u8>> {
     let mut caches = vec![KvCache::default()];
     let mut batch = Vec::with_capacity(tokens.len());
     batch.push((0usize, lm.bos));
-    batch.extend(tokens[..tokens.len() - 1].iter().map(|&t| (0usize, lm.model_token(t))));
+    batch.extend(
+        tokens[..tokens.len() - 1]
+            .iter()
+            .map(|&t| (0usize, lm.model_token(t))),
+    );
     let hidden = lm.model.forward(&mut caches, &batch)?;
     let d = lm.model.cfg.d_model;
     let mut freq = Vec::with_capacity(vocab);
@@ -277,7 +334,8 @@ pub fn encode_window(lm: &LoadedModel, tokens: &[u32]) -> Result<Vec<u8>> {
         for (i, &t) in toks.iter().enumerate() {
             frequencies(&logits[i * vocab..(i + 1) * vocab], PRECISION, &mut freq)?;
             let cat = Categorical::from_frequencies(&freq).map_err(entropy_err)?;
-            enc.encode(lm.model_token(t) as usize, &cat).map_err(entropy_err)?;
+            enc.encode(lm.model_token(t) as usize, &cat)
+                .map_err(entropy_err)?;
             if t as usize >= vocab {
                 enc.encode_bits(t - vocab as u32, 8).map_err(entropy_err)?;
             }
@@ -301,7 +359,7 @@ pub fn encode_chunk(lm: &LoadedModel, data: &[u8], ctx: usize) -> Result<Vec<u8>
     if lm.tokenizer.decode(&tokens).ok().as_deref() != Some(data) {
         return Ok(stored());
     }
-    let windows: Vec<&[u32]> = tokens.chunks(ctx - 1).collect();
+    let windows: Vec<&[u32]> = tokens.chunks(ctx.saturating_sub(1).max(1)).collect();
     let mut head = vec![MODE_LLM];
     put_varint(&mut head, windows.len() as u64);
     let mut body = Vec::new();
@@ -322,18 +380,38 @@ pub fn encode_chunk(lm: &LoadedModel, data: &[u8], ctx: usize) -> Result<Vec<u8>
 ///
 /// # Errors
 /// [`Error::Codec`] for malformed payloads (bad counts, short streams, wrong length).
-pub fn decode_chunk(lm: &LoadedModel, payload: &[u8], raw_len: usize, ctx: usize) -> Result<Vec<u8>> {
-    let (&mode, body) = payload.split_first().ok_or_else(|| Error::codec("text-llm", "empty payload"))?;
+pub fn decode_chunk(
+    lm: &LoadedModel,
+    payload: &[u8],
+    raw_len: usize,
+    ctx: usize,
+) -> Result<Vec<u8>> {
+    let (&mode, body) = payload
+        .split_first()
+        .ok_or_else(|| Error::codec("text-llm", "empty payload"))?;
     match mode {
         MODE_STORED if body.len() == raw_len => return Ok(body.to_vec()),
-        MODE_STORED => return Err(Error::codec("text-llm", format!("stored chunk of {} bytes, expected {raw_len}", body.len()))),
+        MODE_STORED => {
+            return Err(Error::codec(
+                "text-llm",
+                format!("stored chunk of {} bytes, expected {raw_len}", body.len()),
+            ));
+        }
         MODE_LLM => {}
-        m => return Err(Error::codec("text-llm", format!("unknown payload mode {m}"))),
+        m => {
+            return Err(Error::codec(
+                "text-llm",
+                format!("unknown payload mode {m}"),
+            ));
+        }
     }
     let mut pos = 0;
     let nw = get_varint(body, &mut pos)?;
     if nw > raw_len as u64 {
-        return Err(Error::codec("text-llm", format!("{nw} windows for {raw_len} bytes")));
+        return Err(Error::codec(
+            "text-llm",
+            format!("{nw} windows for {raw_len} bytes"),
+        ));
     }
     let mut lens = Vec::with_capacity(nw as usize);
     let mut total_tokens: u64 = 0;
@@ -341,8 +419,11 @@ pub fn decode_chunk(lm: &LoadedModel, payload: &[u8], raw_len: usize, ctx: usize
     for _ in 0..nw {
         let n = get_varint(body, &mut pos)?;
         let s = get_varint(body, &mut pos)?;
-        if n == 0 || n > (ctx - 1) as u64 {
-            return Err(Error::codec("text-llm", format!("window of {n} tokens (context {ctx})")));
+        if n == 0 || n > ctx.saturating_sub(1) as u64 {
+            return Err(Error::codec(
+                "text-llm",
+                format!("window of {n} tokens (context {ctx})"),
+            ));
         }
         total_tokens += n;
         total_bytes = total_bytes.saturating_add(s);
@@ -352,7 +433,9 @@ pub fn decode_chunk(lm: &LoadedModel, payload: &[u8], raw_len: usize, ctx: usize
     if total_tokens > raw_len as u64 || total_bytes != (body.len() - pos) as u64 {
         return Err(Error::codec(
             "text-llm",
-            format!("{total_tokens} tokens / {total_bytes} stream bytes do not fit {raw_len} bytes / payload"),
+            format!(
+                "{total_tokens} tokens / {total_bytes} stream bytes do not fit {raw_len} bytes / payload"
+            ),
         ));
     }
     let mut streams = Vec::with_capacity(lens.len());
@@ -369,7 +452,10 @@ pub fn decode_chunk(lm: &LoadedModel, payload: &[u8], raw_len: usize, ctx: usize
     }
     let bytes = lm.tokenizer.decode(&tokens)?;
     if bytes.len() != raw_len {
-        return Err(Error::codec("text-llm", format!("decoded {} bytes, expected {raw_len}", bytes.len())));
+        return Err(Error::codec(
+            "text-llm",
+            format!("decoded {} bytes, expected {raw_len}", bytes.len()),
+        ));
     }
     Ok(bytes)
 }
@@ -387,8 +473,19 @@ fn decode_windows(lm: &LoadedModel, group: &[(usize, &[u8])]) -> Result<Vec<Vec<
     let mut freq = Vec::with_capacity(vocab);
     for step in 0..steps {
         let active: Vec<usize> = (0..group.len()).filter(|&w| group[w].0 > step).collect();
-        let batch: Vec<(usize, u32)> =
-            active.iter().map(|&w| (w, if step == 0 { lm.bos } else { lm.model_token(out[w][step - 1]) })).collect();
+        let batch: Vec<(usize, u32)> = active
+            .iter()
+            .map(|&w| {
+                (
+                    w,
+                    if step == 0 {
+                        lm.bos
+                    } else {
+                        lm.model_token(out[w][step - 1])
+                    },
+                )
+            })
+            .collect();
         let hidden = lm.model.forward(&mut caches, &batch)?;
         let logits = lm.model.logits(&hidden, batch.len());
         for (i, &w) in active.iter().enumerate() {
@@ -424,7 +521,10 @@ impl TextLlmCodec {
     /// # Errors
     /// See [`LoadedModel::load`].
     pub fn model(&self, path: &Path) -> Result<Arc<LoadedModel>> {
-        let mut g = self.cache.lock().map_err(|_| Error::codec("text-llm", "model cache poisoned"))?;
+        let mut g = self
+            .cache
+            .lock()
+            .map_err(|_| Error::codec("text-llm", "model cache poisoned"))?;
         if let Some(m) = g.as_ref() {
             if m.path == path {
                 return Ok(Arc::clone(m));
@@ -443,7 +543,9 @@ fn hex(b: &[u8]) -> String {
 fn parse_ctx(v: Option<usize>) -> Result<usize> {
     let ctx = v.unwrap_or(DEFAULT_CTX);
     if !(16..=8192).contains(&ctx) {
-        return Err(Error::InvalidArgument(format!("text-llm: ctx={ctx} (expected 16..=8192)")));
+        return Err(Error::InvalidArgument(format!(
+            "text-llm: ctx={ctx} (expected 16..=8192)"
+        )));
     }
     Ok(ctx)
 }
@@ -458,7 +560,12 @@ impl Codec for TextLlmCodec {
         None
     }
 
-    fn encode(&self, src: &mut dyn Read, sink: &mut ChunkSink<'_>, opts: &EncodeOptions) -> Result<()> {
+    fn encode(
+        &self,
+        src: &mut dyn Read,
+        sink: &mut ChunkSink<'_>,
+        opts: &EncodeOptions,
+    ) -> Result<()> {
         let ctx = parse_ctx(opts.param::<usize>("ctx")?)?;
         let path = find_model(opts.params.get("model").map(String::as_str))?;
         let lm = self.model(&path)?;
@@ -470,14 +577,29 @@ impl Codec for TextLlmCodec {
             lmm = Arc::new(m);
         }
         let chunk = opts.chunk_size.unwrap_or(DEFAULT_CHUNK);
-        let mref = ModelRef { id: MODEL_ID.into(), weights_hash: lmm.hash.to_vec() };
+        let mref = ModelRef {
+            id: MODEL_ID.into(),
+            weights_hash: lmm.hash.to_vec(),
+        };
         let c = ctx as u16;
-        sink.begin(Metadata::new(Kind::Text), mref, &[FORMAT_VERSION, BACKEND_CPU_DET, c as u8, (c >> 8) as u8])?;
+        sink.begin(
+            Metadata::new(Kind::Text),
+            mref,
+            &[FORMAT_VERSION, BACKEND_CPU_DET, c as u8, (c >> 8) as u8],
+        )?;
         let lmr: &LoadedModel = &lmm;
-        encode_byte_chunks(src, sink, chunk, opts.effective_threads(), &|b| encode_chunk(lmr, b, ctx))
+        encode_byte_chunks(src, sink, chunk, opts.effective_threads(), &|b| {
+            encode_chunk(lmr, b, ctx)
+        })
     }
 
-    fn decode(&self, header: &Header, src: &mut ChunkSource<'_>, dst: &mut dyn Write, opts: &DecodeOptions) -> Result<()> {
+    fn decode(
+        &self,
+        header: &Header,
+        src: &mut ChunkSource<'_>,
+        dst: &mut dyn Write,
+        opts: &DecodeOptions,
+    ) -> Result<()> {
         let ctx = match header.params.as_slice() {
             [FORMAT_VERSION, BACKEND_CPU_DET, lo, hi] => usize::from(*lo) | usize::from(*hi) << 8,
             [FORMAT_VERSION, b, ..] => {
@@ -485,9 +607,15 @@ impl Codec for TextLlmCodec {
                     "text-llm: file made with backend {b}; this build decodes only backend {BACKEND_CPU_DET} (cpu-det)"
                 )));
             }
-            p => return Err(Error::malformed(header.len, format!("text-llm: codec parameters {p:?}"))),
+            p => {
+                return Err(Error::malformed(
+                    header.len,
+                    format!("text-llm: codec parameters {p:?}"),
+                ));
+            }
         };
-        let ctx = parse_ctx(Some(ctx)).map_err(|_| Error::malformed(header.len, format!("text-llm: ctx {ctx}")))?;
+        let ctx = parse_ctx(Some(ctx))
+            .map_err(|_| Error::malformed(header.len, format!("text-llm: ctx {ctx}")))?;
         let path = find_model(opts.params.get("model").map(String::as_str))?;
         let mut lm = self.model(&path)?;
         if header.model.id != MODEL_ID || header.model.weights_hash != lm.hash {

@@ -18,7 +18,7 @@ use lcodec_core::{Error, Result};
 use lcodec_entropy::detmath;
 use rayon::prelude::*;
 
-use super::gguf::{dequantize_row, GgmlType, Gguf, TensorInfo, Value};
+use super::gguf::{GgmlType, Gguf, TensorInfo, Value, dequantize_row};
 
 /// Model hyper-parameters read from the GGUF metadata.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,7 +115,9 @@ fn meta_u(g: &Gguf, key: &str) -> Result<usize> {
     g.get(key)
         .and_then(Value::as_u64)
         .map(|v| v as usize)
-        .ok_or_else(|| Error::malformed(0, format!("gguf: metadata {key} missing or not an integer")))
+        .ok_or_else(|| {
+            Error::malformed(0, format!("gguf: metadata {key} missing or not an integer"))
+        })
 }
 
 /// Deterministic sine and cosine of `x` (|x| < 1e6): reduction by 2π in two parts, then
@@ -189,14 +191,21 @@ impl Model {
     /// [`Error::Malformed`] / [`Error::Unsupported`] for missing or ill-shaped tensors
     /// and metadata.
     pub fn from_gguf(g: Gguf) -> Result<Self> {
-        let arch = g.get("general.architecture").and_then(Value::as_str).unwrap_or("");
+        let arch = g
+            .get("general.architecture")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if arch != "llama" {
-            return Err(Error::Unsupported(format!("gguf: architecture {arch:?} (expected llama)")));
+            return Err(Error::Unsupported(format!(
+                "gguf: architecture {arch:?} (expected llama)"
+            )));
         }
         let n_head = meta_u(&g, "llama.attention.head_count")?;
         let n_kv_head = meta_u(&g, "llama.attention.head_count_kv").unwrap_or(n_head);
         let d_model = meta_u(&g, "llama.embedding_length")?;
-        let tok = g.tensor("token_embd.weight").ok_or_else(|| Error::malformed(0, "gguf: no token_embd.weight"))?;
+        let tok = g
+            .tensor("token_embd.weight")
+            .ok_or_else(|| Error::malformed(0, "gguf: no token_embd.weight"))?;
         let cfg = Config {
             n_layer: meta_u(&g, "llama.block_count")?,
             d_model,
@@ -204,8 +213,14 @@ impl Model {
             n_kv_head,
             d_ff: meta_u(&g, "llama.feed_forward_length")?,
             vocab: tok.rows(),
-            rope_base: g.get("llama.rope.freq_base").and_then(Value::as_f64).unwrap_or(10000.0),
-            eps: g.get("llama.attention.layer_norm_rms_epsilon").and_then(Value::as_f64).unwrap_or(1e-5) as f32,
+            rope_base: g
+                .get("llama.rope.freq_base")
+                .and_then(Value::as_f64)
+                .unwrap_or(10000.0),
+            eps: g
+                .get("llama.attention.layer_norm_rms_epsilon")
+                .and_then(Value::as_f64)
+                .unwrap_or(1e-5) as f32,
             ctx_train: meta_u(&g, "llama.context_length").unwrap_or(2048),
         };
         if n_head == 0
@@ -218,25 +233,50 @@ impl Model {
             || d_model > 1 << 16
             || cfg.d_ff > 1 << 18
         {
-            return Err(Error::malformed(0, format!("gguf: unsupported model shape {cfg:?}")));
+            return Err(Error::malformed(
+                0,
+                format!("gguf: unsupported model shape {cfg:?}"),
+            ));
         }
         if let Some(rd) = g.get("llama.rope.dimension_count").and_then(Value::as_u64) {
             if rd as usize != cfg.head_dim() {
-                return Err(Error::Unsupported(format!("gguf: partial RoPE ({rd} of {} dims)", cfg.head_dim())));
+                return Err(Error::Unsupported(format!(
+                    "gguf: partial RoPE ({rd} of {} dims)",
+                    cfg.head_dim()
+                )));
             }
         }
         let weight = |name: &str, rows: usize, cols: usize| -> Result<Weight> {
-            let t: &TensorInfo = g.tensor(name).ok_or_else(|| Error::malformed(0, format!("gguf: no tensor {name}")))?;
+            let t: &TensorInfo = g
+                .tensor(name)
+                .ok_or_else(|| Error::malformed(0, format!("gguf: no tensor {name}")))?;
             if t.dims.len() != 2 || t.cols() != cols || t.rows() != rows {
-                return Err(Error::malformed(0, format!("gguf: {name} has dims {:?}, expected [{cols}, {rows}]", t.dims)));
+                return Err(Error::malformed(
+                    0,
+                    format!(
+                        "gguf: {name} has dims {:?}, expected [{cols}, {rows}]",
+                        t.dims
+                    ),
+                ));
             }
             let row_bytes = t.ty.row_bytes(cols as u64).unwrap_or(0) as usize;
-            Ok(Weight { ty: t.ty, offset: t.offset as usize, rows, cols, row_bytes })
+            Ok(Weight {
+                ty: t.ty,
+                offset: t.offset as usize,
+                rows,
+                cols,
+                row_bytes,
+            })
         };
         let vector = |name: &str, n: usize| -> Result<Vec<f32>> {
-            let t = g.tensor(name).ok_or_else(|| Error::malformed(0, format!("gguf: no tensor {name}")))?;
+            let t = g
+                .tensor(name)
+                .ok_or_else(|| Error::malformed(0, format!("gguf: no tensor {name}")))?;
             if t.dims.iter().product::<u64>() != n as u64 {
-                return Err(Error::malformed(0, format!("gguf: {name} has dims {:?}, expected [{n}]", t.dims)));
+                return Err(Error::malformed(
+                    0,
+                    format!("gguf: {name} has dims {:?}, expected [{n}]", t.dims),
+                ));
             }
             g.dequantize(t)
         };
@@ -257,9 +297,22 @@ impl Model {
             });
         }
         let tok_embd = weight("token_embd.weight", cfg.vocab, d)?;
-        let output = if g.tensor("output.weight").is_some() { weight("output.weight", cfg.vocab, d)? } else { tok_embd };
+        let output = if g.tensor("output.weight").is_some() {
+            weight("output.weight", cfg.vocab, d)?
+        } else {
+            tok_embd
+        };
         let out_norm = vector("output_norm.weight", d)?;
-        let mut m = Model { bytes: Vec::new(), cfg, layers, tok_embd, output, out_norm, rope: Vec::new(), rope_len: 0 };
+        let mut m = Model {
+            bytes: Vec::new(),
+            cfg,
+            layers,
+            tok_embd,
+            output,
+            out_norm,
+            rope: Vec::new(),
+            rope_len: 0,
+        };
         m.bytes = g.bytes;
         Ok(m)
     }
@@ -272,7 +325,9 @@ impl Model {
         let half = self.cfg.head_dim() / 2;
         let hd = self.cfg.head_dim() as f64;
         let ln_base = detmath::ln(self.cfg.rope_base);
-        let freqs: Vec<f64> = (0..half).map(|i| detmath::exp(-(2.0 * i as f64 / hd) * ln_base)).collect();
+        let freqs: Vec<f64> = (0..half)
+            .map(|i| detmath::exp(-(2.0 * i as f64 / hd) * ln_base))
+            .collect();
         let mut rope = Vec::with_capacity(n * half * 2);
         for pos in 0..n {
             for &f in &freqs {
@@ -357,12 +412,20 @@ impl Model {
         let mut next: Vec<usize> = caches.iter().map(|c| c.len).collect();
         let mut pos = Vec::with_capacity(n);
         for &(s, tok) in batch {
-            let p = next.get_mut(s).ok_or_else(|| Error::InvalidArgument(format!("sequence {s} out of range")))?;
+            let p = next
+                .get_mut(s)
+                .ok_or_else(|| Error::InvalidArgument(format!("sequence {s} out of range")))?;
             if tok as usize >= cfg.vocab {
-                return Err(Error::InvalidArgument(format!("token {tok} >= vocabulary {}", cfg.vocab)));
+                return Err(Error::InvalidArgument(format!(
+                    "token {tok} >= vocabulary {}",
+                    cfg.vocab
+                )));
             }
             if *p >= self.rope_len {
-                return Err(Error::InvalidArgument(format!("position {} beyond the prepared {}", *p, self.rope_len)));
+                return Err(Error::InvalidArgument(format!(
+                    "position {} beyond the prepared {}",
+                    *p, self.rope_len
+                )));
             }
             pos.push(*p);
             *p += 1;
@@ -375,7 +438,11 @@ impl Model {
         }
         let mut h = vec![0f32; n * d];
         for (t, &(_, tok)) in batch.iter().enumerate() {
-            dequantize_row(self.tok_embd.ty, self.row(&self.tok_embd, tok as usize), &mut h[t * d..(t + 1) * d]);
+            dequantize_row(
+                self.tok_embd.ty,
+                self.row(&self.tok_embd, tok as usize),
+                &mut h[t * d..(t + 1) * d],
+            );
         }
         let mut xn = vec![0f32; n * d];
         let mut q = vec![0f32; n * d];
@@ -389,7 +456,12 @@ impl Model {
         let scale = 1.0 / (hd as f32).sqrt();
         for (li, layer) in self.layers.iter().enumerate() {
             for t in 0..n {
-                rmsnorm(&h[t * d..(t + 1) * d], &layer.attn_norm, cfg.eps, &mut xn[t * d..(t + 1) * d]);
+                rmsnorm(
+                    &h[t * d..(t + 1) * d],
+                    &layer.attn_norm,
+                    cfg.eps,
+                    &mut xn[t * d..(t + 1) * d],
+                );
             }
             self.matmul(&layer.q, &xn, n, &mut q);
             self.matmul(&layer.k, &xn, n, &mut k);
@@ -438,7 +510,12 @@ impl Model {
                 *hi += *pi;
             }
             for t in 0..n {
-                rmsnorm(&h[t * d..(t + 1) * d], &layer.ffn_norm, cfg.eps, &mut xn[t * d..(t + 1) * d]);
+                rmsnorm(
+                    &h[t * d..(t + 1) * d],
+                    &layer.ffn_norm,
+                    cfg.eps,
+                    &mut xn[t * d..(t + 1) * d],
+                );
             }
             self.matmul(&layer.gate, &xn, n, &mut g);
             self.matmul(&layer.up, &xn, n, &mut u);
@@ -455,7 +532,12 @@ impl Model {
         }
         let mut out = vec![0f32; n * d];
         for t in 0..n {
-            rmsnorm(&h[t * d..(t + 1) * d], &self.out_norm, cfg.eps, &mut out[t * d..(t + 1) * d]);
+            rmsnorm(
+                &h[t * d..(t + 1) * d],
+                &self.out_norm,
+                cfg.eps,
+                &mut out[t * d..(t + 1) * d],
+            );
         }
         Ok(out)
     }
@@ -478,7 +560,9 @@ pub fn frequencies(logits: &[f32], precision: u32, out: &mut Vec<u32>) -> Result
     let total: u64 = 1 << precision;
     let n = logits.len() as u64;
     if n == 0 || n * 2 > total {
-        return Err(Error::InvalidArgument(format!("vocabulary of {n} does not fit 2^{precision}")));
+        return Err(Error::InvalidArgument(format!(
+            "vocabulary of {n} does not fit 2^{precision}"
+        )));
     }
     let mut mx = f32::NEG_INFINITY;
     let mut arg = 0;
@@ -494,7 +578,11 @@ pub fn frequencies(logits: &[f32], precision: u32, out: &mut Vec<u32>) -> Result
     let mut e = Vec::with_capacity(logits.len());
     let mut sum = 0f64;
     for &l in logits {
-        let x = if l.is_nan() { 0.0 } else { detmath::exp(f64::from(l - mx)) };
+        let x = if l.is_nan() {
+            0.0
+        } else {
+            detmath::exp(f64::from(l - mx))
+        };
         e.push(x);
         sum += x;
     }
@@ -516,7 +604,9 @@ pub fn frequencies(logits: &[f32], precision: u32, out: &mut Vec<u32>) -> Result
         out[arg] = out[arg].saturating_sub(over).max(1);
         let s: u64 = out.iter().map(|&f| u64::from(f)).sum();
         if s != total {
-            return Err(Error::InvalidArgument("frequency normalisation failed".into()));
+            return Err(Error::InvalidArgument(
+                "frequency normalisation failed".into(),
+            ));
         }
     }
     Ok(())
@@ -553,7 +643,9 @@ mod tests {
         frequencies(&logits, 24, &mut out).expect("freq");
         assert_eq!(out.iter().map(|&f| u64::from(f)).sum::<u64>(), 1 << 24);
         assert!(out.iter().all(|&f| f >= 1));
-        let peaked: Vec<f32> = (0..1000).map(|i| if i == 5 { 100.0 } else { 0.0 }).collect();
+        let peaked: Vec<f32> = (0..1000)
+            .map(|i| if i == 5 { 100.0 } else { 0.0 })
+            .collect();
         frequencies(&peaked, 24, &mut out).expect("freq");
         assert_eq!(out[5], (1 << 24) - 999);
         assert!(frequencies(&[f32::NAN; 4], 24, &mut out).is_err());

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use lcodec_core::container::{read_header, ChunkSink, ChunkSource};
+use lcodec_core::container::{ChunkSink, ChunkSource, read_header};
 use lcodec_core::{Codec, DecodeOptions, EncodeOptions, Error};
 
 use super::*;
@@ -12,7 +12,9 @@ use super::*;
 fn loaded() -> Option<Arc<LoadedModel>> {
     static M: OnceLock<Option<Arc<LoadedModel>>> = OnceLock::new();
     M.get_or_init(|| match find_model(None) {
-        Ok(p) => Some(Arc::new(LoadedModel::load(&p).expect("the installed model loads"))),
+        Ok(p) => Some(Arc::new(
+            LoadedModel::load(&p).expect("the installed model loads"),
+        )),
         Err(e) => {
             eprintln!("skipping text-llm model test: {e}");
             None
@@ -37,13 +39,18 @@ fn codec() -> &'static TextLlmCodec {
 fn pack(data: &[u8], opts: &EncodeOptions) -> Vec<u8> {
     let mut out = Vec::new();
     let mut sink = ChunkSink::new(&mut out, codec().info(), None);
-    codec().encode(&mut &data[..], &mut sink, opts).expect("encode");
+    codec()
+        .encode(&mut &data[..], &mut sink, opts)
+        .expect("encode");
     sink.finish(data.len() as u64, None).expect("finish");
     out
 }
 
 fn unpack(file: &[u8]) -> lcodec_core::Result<Vec<u8>> {
-    let opts = DecodeOptions { threads: 2, ..Default::default() };
+    let opts = DecodeOptions {
+        threads: 2,
+        ..Default::default()
+    };
     let mut r: &[u8] = file;
     let header = read_header(&mut r, &opts.limits)?;
     let mut src = ChunkSource::stream(&mut r, header.len, opts.limits, true);
@@ -60,7 +67,10 @@ it was the epoch of incredulity, it was the season of Light, it was the season o
 fn real_gguf_metadata_and_tensors() {
     let Some(lm) = loaded() else { return };
     let g = Gguf::open(&lm.path).expect("parse");
-    assert_eq!(g.get("general.architecture").and_then(Value::as_str), Some("llama"));
+    assert_eq!(
+        g.get("general.architecture").and_then(Value::as_str),
+        Some("llama")
+    );
     assert_eq!(g.tensors.len(), 272);
     let emb = g.tensor("token_embd.weight").expect("embedding");
     assert_eq!(emb.dims, vec![576, 49152]);
@@ -68,10 +78,20 @@ fn real_gguf_metadata_and_tensors() {
     assert_eq!(q.ty, gguf::GgmlType::Q4_1);
     let w = g.dequantize(q).expect("dequantize");
     assert!(w.iter().all(|x| x.is_finite()));
-    let rms = (w.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>() / w.len() as f64).sqrt();
+    let rms =
+        (w.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>() / w.len() as f64).sqrt();
     assert!(rms > 1e-3 && rms < 1.0, "weight rms {rms}");
     let cfg = &lm.model.cfg;
-    assert_eq!((cfg.n_layer, cfg.d_model, cfg.n_head, cfg.n_kv_head, cfg.d_ff), (30, 576, 9, 3, 1536));
+    assert_eq!(
+        (
+            cfg.n_layer,
+            cfg.d_model,
+            cfg.n_head,
+            cfg.n_kv_head,
+            cfg.d_ff
+        ),
+        (30, 576, 9, 3, 1536)
+    );
 }
 
 #[test]
@@ -79,8 +99,16 @@ fn real_tokenizer_round_trips_and_matches_the_vocabulary() {
     let Some(lm) = loaded() else { return };
     let t = &lm.tokenizer;
     let ids = t.encode(b"Hello world, the 2024 results.");
-    let words: Vec<String> = ids.iter().map(|&i| String::from_utf8_lossy(t.token_bytes(i).unwrap_or(b"?")).into()).collect();
-    assert_eq!(words, ["Hello", " world", ",", " the", " ", "2", "0", "2", "4", " results", "."]);
+    let words: Vec<String> = ids
+        .iter()
+        .map(|&i| String::from_utf8_lossy(t.token_bytes(i).unwrap_or(b"?")).into())
+        .collect();
+    assert_eq!(
+        words,
+        [
+            "Hello", " world", ",", " the", " ", "2", "0", "2", "4", " results", "."
+        ]
+    );
     let mut junk: Vec<u8> = (0..=255u8).rev().collect();
     junk.extend_from_slice("naïve 東京 \u{1F600} \r\n\t\t  x".as_bytes());
     junk.extend_from_slice(&[0xc3, 0x28, 0xe2, 0x82, 0xf0, 0x9f, 0x98]);
@@ -88,7 +116,10 @@ fn real_tokenizer_round_trips_and_matches_the_vocabulary() {
         let ids = t.encode(data);
         assert_eq!(t.decode(&ids).expect("decode"), data);
     }
-    assert!(t.encode(ENGLISH.as_bytes()).len() * 3 < ENGLISH.len(), "English should take < 1/3 token per byte");
+    assert!(
+        t.encode(ENGLISH.as_bytes()).len() * 3 < ENGLISH.len(),
+        "English should take < 1/3 token per byte"
+    );
 }
 
 #[test]
@@ -104,9 +135,15 @@ fn greedy_continuation_is_sensible() {
     for _ in 0..3 {
         let last = &hidden[hidden.len() - d..];
         let logits = lm.model.logits(last, 1);
-        let (best, _) = logits.iter().enumerate().fold((0, f32::MIN), |a, (i, &l)| if l > a.1 { (i, l) } else { a });
+        let (best, _) = logits
+            .iter()
+            .enumerate()
+            .fold((0, f32::MIN), |a, (i, &l)| if l > a.1 { (i, l) } else { a });
         out.push(best as u32);
-        hidden = lm.model.forward(&mut caches, &[(0, best as u32)]).expect("forward");
+        hidden = lm
+            .model
+            .forward(&mut caches, &[(0, best as u32)])
+            .expect("forward");
     }
     let text = String::from_utf8_lossy(&lm.tokenizer.decode(&out).expect("decode")).into_owned();
     eprintln!("greedy continuation: {text:?}");
@@ -116,7 +153,9 @@ fn greedy_continuation_is_sensible() {
 #[test]
 fn batched_and_sequential_logits_are_identical() {
     let Some(lm) = loaded() else { return };
-    let toks = lm.tokenizer.encode(b"Deterministic kernels give the same bits.");
+    let toks = lm
+        .tokenizer
+        .encode(b"Deterministic kernels give the same bits.");
     let mut all = vec![(0usize, lm.bos)];
     all.extend(toks.iter().map(|&t| (0usize, t)));
     let mut c1 = vec![KvCache::default()];
@@ -125,7 +164,10 @@ fn batched_and_sequential_logits_are_identical() {
     let mut c2 = vec![KvCache::default(), KvCache::default()];
     let mut h2 = Vec::new();
     for (i, &(_, t)) in all.iter().enumerate() {
-        let h = lm.model.forward(&mut c2, &[(1, all[(i * 7) % all.len()].1), (0, t)]).expect("forward");
+        let h = lm
+            .model
+            .forward(&mut c2, &[(1, all[(i * 7) % all.len()].1), (0, t)])
+            .expect("forward");
         h2.extend_from_slice(&h[lm.model.cfg.d_model..]);
     }
     assert!(h1.iter().zip(&h2).all(|(a, b)| a.to_bits() == b.to_bits()));
@@ -142,7 +184,12 @@ fn english_bits_per_byte_is_low_and_round_trips() {
     let back = decode_chunk(&lm, &payload, data.len(), DEFAULT_CTX).expect("decode");
     assert!(back == data, "round trip differs");
     let bpb = payload.len() as f64 * 8.0 / data.len() as f64;
-    eprintln!("{} bytes -> {} payload bytes: {bpb:.3} bpb; encode {t1:?}, decode {:?}", data.len(), payload.len(), t0.elapsed() - t1);
+    eprintln!(
+        "{} bytes -> {} payload bytes: {bpb:.3} bpb; encode {t1:?}, decode {:?}",
+        data.len(),
+        payload.len(),
+        t0.elapsed() - t1
+    );
     // The model's ideal cost is 0.64 bpb; the payload adds ~10 bytes of framing.
     assert!(bpb < 1.0, "{bpb} bpb");
 }
@@ -159,12 +206,16 @@ fn binary_junk_and_invalid_utf8_round_trip() {
             (s >> 24) as u8
         })
         .collect();
-    data.extend_from_slice(&[0xff, 0xfe, 0xc3, 0x28, b'a', 0xe2, 0x82, b'\n', 0, 0, 0xf0, 0x9f, 0x98]);
+    data.extend_from_slice(&[
+        0xff, 0xfe, 0xc3, 0x28, b'a', 0xe2, 0x82, b'\n', 0, 0, 0xf0, 0x9f, 0x98,
+    ]);
     data.extend_from_slice(b"caf\xc3\xa9 ok");
     // Small chunks and a tiny context: several chunks, several windows per chunk.
     let opts = EncodeOptions {
         chunk_size: Some(24),
-        params: [("ctx".to_string(), "16".to_string())].into_iter().collect(),
+        params: [("ctx".to_string(), "16".to_string())]
+            .into_iter()
+            .collect(),
         ..Default::default()
     };
     let packed = pack(&data, &opts);
@@ -177,7 +228,10 @@ fn binary_junk_and_invalid_utf8_round_trip() {
 fn other_model_hash_or_backend_is_refused() {
     let Some(lm) = loaded() else { return };
     let packed = pack(b"Hello there, general Kenobi.", &EncodeOptions::default());
-    let at = packed.windows(16).position(|w| w == lm.hash).expect("hash stored in the header");
+    let at = packed
+        .windows(16)
+        .position(|w| w == lm.hash)
+        .expect("hash stored in the header");
     let mut bad = packed.clone();
     bad[at] ^= 1;
     // The header checksum may catch the flip first; both are errors, and a mismatch
@@ -186,7 +240,9 @@ fn other_model_hash_or_backend_is_refused() {
     match read_header(&mut r, &Default::default()) {
         Ok(h) => {
             let mut src = ChunkSource::stream(&mut r, h.len, Default::default(), true);
-            let e = codec().decode(&h, &mut src, &mut Vec::new(), &DecodeOptions::default()).expect_err("mismatch");
+            let e = codec()
+                .decode(&h, &mut src, &mut Vec::new(), &DecodeOptions::default())
+                .expect_err("mismatch");
             assert!(matches!(e, Error::ModelMismatch { .. }), "{e}");
         }
         Err(e) => eprintln!("header flip rejected by the container: {e}"),
@@ -195,13 +251,17 @@ fn other_model_hash_or_backend_is_refused() {
     h.model.weights_hash[0] ^= 1;
     let mut r: &[u8] = &packed[h.len as usize..];
     let mut src = ChunkSource::stream(&mut r, h.len, Default::default(), true);
-    let e = codec().decode(&h, &mut src, &mut Vec::new(), &DecodeOptions::default()).expect_err("mismatch");
+    let e = codec()
+        .decode(&h, &mut src, &mut Vec::new(), &DecodeOptions::default())
+        .expect_err("mismatch");
     assert!(matches!(e, Error::ModelMismatch { .. }), "{e}");
     let mut h = read_header(&mut &packed[..], &Default::default()).expect("header");
     h.params[1] = 2;
     let mut r: &[u8] = &packed[h.len as usize..];
     let mut src = ChunkSource::stream(&mut r, h.len, Default::default(), true);
-    let e = codec().decode(&h, &mut src, &mut Vec::new(), &DecodeOptions::default()).expect_err("backend");
+    let e = codec()
+        .decode(&h, &mut src, &mut Vec::new(), &DecodeOptions::default())
+        .expect_err("backend");
     assert!(e.to_string().contains("cpu-det"), "{e}");
 }
 
@@ -209,9 +269,15 @@ fn other_model_hash_or_backend_is_refused() {
 fn corrupt_payloads_are_errors() {
     let Some(lm) = loaded() else { return };
     let good = encode_chunk(&lm, b"Some text to code.", 64).expect("encode");
-    assert_eq!(decode_chunk(&lm, &good, 18, 64).expect("decode"), b"Some text to code.");
+    assert_eq!(
+        decode_chunk(&lm, &good, 18, 64).expect("decode"),
+        b"Some text to code."
+    );
     for n in 0..good.len() {
-        assert!(decode_chunk(&lm, &good[..n], 18, 64).is_err(), "truncated at {n}");
+        assert!(
+            decode_chunk(&lm, &good[..n], 18, 64).is_err(),
+            "truncated at {n}"
+        );
     }
     assert!(decode_chunk(&lm, &good, 17, 64).is_err());
     assert!(decode_chunk(&lm, &[1, 0xff, 0xff, 0xff, 0xff, 0x0f], 18, 64).is_err());
@@ -220,7 +286,11 @@ fn corrupt_payloads_are_errors() {
 
 #[test]
 fn sniffing_never_selects_text_llm() {
-    assert!(TextLlmCodec::new().sniff(ENGLISH.as_bytes(), Some("a.txt")).is_none());
+    assert!(
+        TextLlmCodec::new()
+            .sniff(ENGLISH.as_bytes(), Some("a.txt"))
+            .is_none()
+    );
 }
 
 #[test]
@@ -235,19 +305,29 @@ fn missing_model_error_says_how_to_install() {
 #[ignore = "slow measurement"]
 fn measure_enwik8() {
     let Some(_) = loaded() else { return };
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/text/enwik8_prefix/enwik8_head4000000");
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/text/enwik8_prefix/enwik8_head4000000");
     let Ok(all) = std::fs::read(&p) else {
         eprintln!("skipping: {} not found", p.display());
         return;
     };
-    let n: usize = std::env::var("LCODEC_LLM_SLICE").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
-    let off: usize = std::env::var("LCODEC_LLM_OFFSET").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let n: usize = std::env::var("LCODEC_LLM_SLICE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
+    let off: usize = std::env::var("LCODEC_LLM_OFFSET")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let data = &all[off.min(all.len())..(off + n).min(all.len())];
     let mut params = std::collections::BTreeMap::new();
     if let Ok(c) = std::env::var("LCODEC_LLM_CTX") {
         params.insert("ctx".to_string(), c);
     }
-    let opts = EncodeOptions { params, ..Default::default() };
+    let opts = EncodeOptions {
+        params,
+        ..Default::default()
+    };
     let t0 = std::time::Instant::now();
     let packed = pack(data, &opts);
     let te = t0.elapsed().as_secs_f64();
@@ -277,7 +357,11 @@ fn token_costs() {
     let text = std::env::var("LCODEC_LLM_TEXT").unwrap_or_else(|_| ENGLISH.to_string());
     let toks = lm.tokenizer.encode(text.as_bytes());
     let mut batch = vec![(0usize, lm.bos)];
-    batch.extend(toks[..toks.len() - 1].iter().map(|&t| (0usize, lm.model_token(t))));
+    batch.extend(
+        toks[..toks.len() - 1]
+            .iter()
+            .map(|&t| (0usize, lm.model_token(t))),
+    );
     let t0 = std::time::Instant::now();
     let mut caches = vec![KvCache::default()];
     let hidden = lm.model.forward(&mut caches, &batch).expect("forward");
@@ -288,7 +372,8 @@ fn token_costs() {
     let mut total = 0.0;
     for (i, &t) in toks.iter().enumerate() {
         frequencies(&logits[i * v..(i + 1) * v], PRECISION, &mut freq).expect("freq");
-        let bits = -(f64::from(freq[lm.model_token(t) as usize]) / f64::from(1u32 << PRECISION)).log2();
+        let bits =
+            -(f64::from(freq[lm.model_token(t) as usize]) / f64::from(1u32 << PRECISION)).log2();
         total += bits;
         if i == toks.len() / 2 {
             eprintln!("first half: {total:.1} bits");
@@ -304,7 +389,11 @@ fn token_costs() {
             String::from_utf8_lossy(lm.tokenizer.token_bytes(best as u32).unwrap_or(b"?"))
         );
     }
-    eprintln!("{total:.1} bits for {} bytes: {:.3} bpb", text.len(), total / text.len() as f64);
+    eprintln!(
+        "{total:.1} bits for {} bytes: {:.3} bpb",
+        text.len(),
+        total / text.len() as f64
+    );
 }
 
 /// xxh3-64 of all logits for a fixed text, computed by the default build. Any change to
@@ -319,9 +408,15 @@ fn logits_are_bit_identical_to_the_golden_hash() {
     let toks = lm.tokenizer.encode(b"The capital of France is Paris.");
     let mut batch = vec![(0usize, lm.bos)];
     batch.extend(toks.iter().map(|&t| (0usize, t)));
-    let hidden = lm.model.forward(&mut [KvCache::default()], &batch).expect("forward");
+    let hidden = lm
+        .model
+        .forward(&mut [KvCache::default()], &batch)
+        .expect("forward");
     let logits = lm.model.logits(&hidden, batch.len());
-    let bytes: Vec<u8> = logits.iter().flat_map(|x| x.to_bits().to_le_bytes()).collect();
+    let bytes: Vec<u8> = logits
+        .iter()
+        .flat_map(|x| x.to_bits().to_le_bytes())
+        .collect();
     let h = xxhash_rust::xxh3::xxh3_64(&bytes);
     eprintln!("logits hash {h:#018x}");
     assert_eq!(h, GOLDEN_LOGITS_HASH, "logits changed: {h:#018x}");
