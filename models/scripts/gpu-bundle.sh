@@ -34,10 +34,14 @@ if [[ ! -d "$B/data/train" ]]; then
     cp "$DATA"/train/bsds500/train_*.jpg "$B/data/train/"
     cp "$DATA"/kodak/kodim0{1,4,7,9}.png "$B/data/kodak/"   # 2 landscape, 2 portrait
 fi
-rm -rf "$B/ckpt"
-if [[ -n "$CKPT" ]]; then
-    mkdir -p "$B/ckpt"
-    cp "$CKPT"/ckpt-part*.safetensors "$CKPT"/state.txt "$B/ckpt/"
+if [[ -n "$CKPT" && "$(realpath "$CKPT")" == "$(realpath -m "$B/ckpt")" ]]; then
+    echo "checkpoint already in $B/ckpt"
+else
+    rm -rf "$B/ckpt"
+    if [[ -n "$CKPT" ]]; then
+        mkdir -p "$B/ckpt"
+        cp "$CKPT"/ckpt-part*.safetensors "$CKPT"/state.txt "$B/ckpt/"
+    fi
 fi
 TOTAL=$(du -sb "$B" | cut -f1)
 echo "bundle $B: $TOTAL bytes (carry limit 67108864)"

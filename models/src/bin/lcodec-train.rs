@@ -25,6 +25,8 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once per run: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Train the mean-scale hyperprior image model (one network, one gain vector per λ).
@@ -109,6 +111,9 @@ struct ImageArgs {
     /// the 64 MiB carry with the training data).
     #[arg(long)]
     ckpt_half: bool,
+    /// Threads cutting training crops ahead of the optimiser.
+    #[arg(long, default_value_t = 3)]
+    loaders: usize,
     /// Torch intra-op threads on CPU (0: libtorch default).
     #[arg(long, default_value_t = 0)]
     threads: i32,
@@ -194,8 +199,8 @@ fn load_image(p: &Path, downscale: bool) -> Res<Img> {
     Ok(Img { w: w2, h: h2, rgb })
 }
 
-/// `[B, 3, crop, crop]` float batch of random crops with random flips.
-fn batch(imgs: &[Img], b: usize, crop: usize, rng: &mut rand_chacha::ChaCha8Rng) -> Tensor {
+/// `[B, 3, crop, crop]` float batch (flat) of random crops with random flips.
+fn batch(imgs: &[Img], b: usize, crop: usize, rng: &mut rand_chacha::ChaCha8Rng) -> Vec<f32> {
     let mut buf = vec![0f32; b * 3 * crop * crop];
     for i in 0..b {
         let im = loop {
@@ -218,7 +223,7 @@ fn batch(imgs: &[Img], b: usize, crop: usize, rng: &mut rand_chacha::ChaCha8Rng)
             }
         }
     }
-    Tensor::from_slice(&buf).view([b as i64, 3, crop as i64, crop as i64])
+    buf
 }
 
 fn image_tensor(im: &Img) -> Tensor {
@@ -441,10 +446,22 @@ fn train(a: ImageArgs) -> Res<()> {
     let mut opt = tch::nn::Adam::default()
         .build(&model.vs, a.lr)
         .map_err(|e| e.to_string())?;
-    // The crop stream depends on the seed and the start step, so a resumed run does not
-    // replay the same crops.
-    let mut rng =
-        rand_chacha::ChaCha8Rng::seed_from_u64(a.seed ^ step0.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    // Crops are cut by loader threads ahead of the GPU. The crop streams depend on the
+    // seed and the start step, so a resumed run does not replay the same crops.
+    let imgs = std::sync::Arc::new(imgs);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<f32>>(8);
+    for wkr in 0..a.loaders.max(1) {
+        let (tx, imgs) = (tx.clone(), imgs.clone());
+        let (b, crop) = (a.batch, a.crop);
+        let seed = a.seed
+            ^ step0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ^ (wkr as u64 + 1).wrapping_mul(0xd1b5_4a32_d192_ed03);
+        std::thread::spawn(move || {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            while tx.send(batch(&imgs, b, crop, &mut rng)).is_ok() {}
+        });
+    }
+    drop(tx);
     let q_levels = cfg.levels();
     let lam = Tensor::from_slice(&cfg.lambdas).to_device(dev);
     let (mut acc_loss, mut acc_bpp, mut acc_mse, mut acc_n) = (0.0, 0.0, 0.0, 0u64);
@@ -459,7 +476,12 @@ fn train(a: ImageArgs) -> Res<()> {
         }
         let lr = if step >= drop_step { a.lr * 0.1 } else { a.lr };
         opt.set_lr(lr);
-        let x = batch(&imgs, a.batch, a.crop, &mut rng).to_device(dev);
+        let buf = rx
+            .recv()
+            .map_err(|_| "data loader threads stopped".to_string())?;
+        let x = Tensor::from_slice(&buf)
+            .view([a.batch as i64, 3, a.crop as i64, a.crop as i64])
+            .to_device(dev);
         let qs: Vec<i64> = (0..a.batch)
             .map(|i| ((step as usize * a.batch + i) % q_levels) as i64)
             .collect();
