@@ -65,6 +65,9 @@ enum Command {
         /// Decode only the tensor with this name (tensor codec, seekable input).
         #[arg(long)]
         tensor: Option<String>,
+        /// Codec parameter KEY=VALUE (repeatable), e.g. `-p model=PATH` for text-llm.
+        #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
         /// Skip checksum and hash verification (not recommended).
         #[arg(long)]
         no_verify: bool,
@@ -106,8 +109,8 @@ fn main() -> ExitCode {
         Command::Encode { input, output, codec, quality, params, chunk_size, store_name, force, threads } => {
             cmd_encode(&input, output, codec, quality, &params, chunk_size, store_name, force, threads, cli.verbose)
         }
-        Command::Decode { input, output, tensor, no_verify, force, threads } => {
-            cmd_decode(&input, output, tensor, no_verify, force, threads, cli.verbose)
+        Command::Decode { input, output, tensor, params, no_verify, force, threads } => {
+            cmd_decode(&input, output, tensor, &params, no_verify, force, threads, cli.verbose)
         }
         Command::Info { file } => cmd_info(&file),
         Command::Codecs => {
@@ -322,10 +325,12 @@ fn cmd_encode(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn cmd_decode(
     input: &Path,
     output: Option<PathBuf>,
     tensor: Option<String>,
+    params: &[String],
     no_verify: bool,
     force: bool,
     threads: usize,
@@ -342,7 +347,7 @@ fn cmd_decode(
             }
         }
     };
-    let mut opts = DecodeOptions { threads, verify: !no_verify, ..Default::default() };
+    let mut opts = DecodeOptions { threads, verify: !no_verify, params: parse_params(params)?, ..Default::default() };
     if let Some(t) = tensor {
         opts.params.insert("tensor".into(), t);
     }
