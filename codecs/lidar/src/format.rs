@@ -9,7 +9,11 @@
 //! (x, y, z, intensity, ring as `f32`), PCD v0.7 with `DATA binary` (all fields 4-byte
 //! `F`/`I`/`U`, x, y, z first), binary little-endian PLY with a single `vertex` element
 //! of 4-byte properties (x, y, z first) and uncompressed LAS (integer X, Y, Z; the rest
-//! of each record becomes 4-byte attribute words, the last one zero-padded).
+//! of each record becomes 4-byte attribute words, the last one zero-padded). Also (issue
+//! 8): ASCII PCD and ASCII PLY (coordinates parsed to `f32`, every other body byte kept
+//! verbatim in a skeleton, see [`crate::ascii`]), PCD `DATA binary_compressed` (LZF, see
+//! [`crate::lzf`]; re-compressed on output) and LAZ (through the `laz` crate; written
+//! back as an equivalent LAZ with identical decompressed point records).
 
 use lcodec_core::{Error, Result};
 
@@ -27,6 +31,19 @@ pub enum Format {
     /// Uncompressed LAS (any version and point format): the integer X, Y, Z are coded
     /// exactly (the file's own quantization), the rest of each record as attributes.
     Las,
+    /// PCD with `DATA ascii`: x, y, z coded like the binary formats, every other byte of
+    /// the body kept verbatim (see [`crate::ascii`]).
+    PcdAscii,
+    /// PLY `format ascii 1.0` with a single `vertex` element (see [`crate::ascii`]).
+    PlyAscii,
+    /// PCD with `DATA binary_compressed` (LZF, field-major), 4-byte fields. Decoding
+    /// re-compresses with this crate's LZF coder: the header is kept, the compressed
+    /// bytes may differ from the input's.
+    PcdCompressed,
+    /// LAZ (LASzip-compressed LAS): decompressed and coded like LAS. Decoding writes an
+    /// equivalent LAZ (same header and VLRs, identical point records once decompressed;
+    /// the compressed bytes need not equal the input's).
+    Laz,
 }
 
 impl Format {
@@ -38,6 +55,10 @@ impl Format {
             Format::PcdBinary => 2,
             Format::PlyBinary => 3,
             Format::Las => 4,
+            Format::PcdAscii => 5,
+            Format::PlyAscii => 6,
+            Format::PcdCompressed => 7,
+            Format::Laz => 8,
         }
     }
 
@@ -49,6 +70,10 @@ impl Format {
             2 => Format::PcdBinary,
             3 => Format::PlyBinary,
             4 => Format::Las,
+            5 => Format::PcdAscii,
+            6 => Format::PlyAscii,
+            7 => Format::PcdCompressed,
+            8 => Format::Laz,
             _ => return None,
         })
     }
@@ -61,6 +86,10 @@ impl Format {
             Format::PcdBinary => "pcd",
             Format::PlyBinary => "ply",
             Format::Las => "las",
+            Format::PcdAscii => "pcd-ascii",
+            Format::PlyAscii => "ply-ascii",
+            Format::PcdCompressed => "pcd-compressed",
+            Format::Laz => "laz",
         }
     }
 
@@ -72,8 +101,26 @@ impl Format {
             "pcd" => Format::PcdBinary,
             "ply" => Format::PlyBinary,
             "las" => Format::Las,
+            "pcd-ascii" => Format::PcdAscii,
+            "ply-ascii" => Format::PlyAscii,
+            "pcd-compressed" => Format::PcdCompressed,
+            "laz" => Format::Laz,
             _ => return None,
         })
+    }
+
+    /// True for formats whose decoded output cannot be written chunk by chunk (text,
+    /// whole-file compression): the decoder gathers all points and writes them at the end.
+    pub fn whole_file(self) -> bool {
+        matches!(
+            self,
+            Format::PcdAscii | Format::PlyAscii | Format::PcdCompressed | Format::Laz
+        )
+    }
+
+    /// True for formats whose trailer holds an ASCII skeleton (see [`crate::ascii`]).
+    pub fn is_ascii(self) -> bool {
+        matches!(self, Format::PcdAscii | Format::PlyAscii)
     }
 }
 
@@ -93,7 +140,8 @@ pub struct Cloud {
     pub xyz: Vec<[f32; 3]>,
     /// Integer coordinates (LAS only).
     pub ixyz: Vec<[i32; 3]>,
-    /// Bytes after the last point, kept verbatim (LAS extended VLRs).
+    /// Bytes after the last point, kept verbatim (LAS extended VLRs, bytes after a
+    /// compressed PCD blob); for ASCII formats the body skeleton (see [`crate::ascii`]).
     pub trailer: Vec<u8>,
     /// Attribute columns (`fields - 3` of them), each one word per point: the field's raw
     /// little-endian bits.
@@ -115,18 +163,60 @@ impl Cloud {
 
     /// True when the coordinates are integers coded exactly (LAS).
     pub fn integer_coords(&self) -> bool {
-        self.format == Format::Las
+        matches!(self.format, Format::Las | Format::Laz)
     }
 
     /// Serialises the cloud in its format.
-    pub fn write_to(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.header);
-        if self.integer_coords() {
-            write_int_records(&self.ixyz, &self.attrs, self.record_bytes, out);
-        } else {
-            write_records(&self.xyz, &self.attrs, 0, self.len(), out);
+    ///
+    /// # Errors
+    /// [`Error::Codec`] when an ASCII skeleton and the points disagree; LAZ compression
+    /// errors.
+    pub fn write_to(&self, out: &mut Vec<u8>) -> Result<()> {
+        match self.format {
+            Format::PcdAscii | Format::PlyAscii => {
+                out.extend_from_slice(&self.header);
+                crate::ascii::fill(&self.trailer, &self.xyz, out)?;
+            }
+            Format::PcdCompressed => {
+                out.extend_from_slice(&self.header);
+                let n = self.xyz.len();
+                let mut fm = Vec::with_capacity(n * 4 * self.fields);
+                for k in 0..3 {
+                    for p in &self.xyz {
+                        fm.extend_from_slice(&p[k].to_le_bytes());
+                    }
+                }
+                for a in &self.attrs {
+                    for w in a {
+                        fm.extend_from_slice(&w.to_le_bytes());
+                    }
+                }
+                let c = crate::lzf::compress(&fm);
+                let len32 = |v: usize| {
+                    u32::try_from(v)
+                        .map_err(|_| Error::InvalidArgument("PCD body over 4 GiB".into()))
+                };
+                out.extend_from_slice(&len32(c.len())?.to_le_bytes());
+                out.extend_from_slice(&len32(fm.len())?.to_le_bytes());
+                out.extend_from_slice(&c);
+                out.extend_from_slice(&self.trailer);
+            }
+            Format::Laz => {
+                let mut recs = Vec::new();
+                write_int_records(&self.ixyz, &self.attrs, self.record_bytes, &mut recs);
+                crate::lazio::write_laz(&self.header, &recs, &self.trailer, out)?;
+            }
+            _ => {
+                out.extend_from_slice(&self.header);
+                if self.integer_coords() {
+                    write_int_records(&self.ixyz, &self.attrs, self.record_bytes, out);
+                } else {
+                    write_records(&self.xyz, &self.attrs, 0, self.len(), out);
+                }
+                out.extend_from_slice(&self.trailer);
+            }
         }
-        out.extend_from_slice(&self.trailer);
+        Ok(())
     }
 }
 
@@ -193,11 +283,11 @@ fn split_records(body: &[u8], fields: usize) -> (Vec<[f32; 3]>, Vec<Vec<u32>>) {
     (xyz, attrs)
 }
 
-fn u16_at(d: &[u8], o: usize) -> u16 {
+pub(crate) fn u16_at(d: &[u8], o: usize) -> u16 {
     u16::from_le_bytes([d[o], d[o + 1]])
 }
 
-fn u32_at(d: &[u8], o: usize) -> u32 {
+pub(crate) fn u32_at(d: &[u8], o: usize) -> u32 {
     u32::from_le_bytes([d[o], d[o + 1], d[o + 2], d[o + 3]])
 }
 
@@ -215,9 +305,7 @@ fn parse_las(data: &[u8]) -> Result<Cloud> {
     let pf = data[104];
     let rec = usize::from(u16_at(data, 105));
     if pf & 0xC0 != 0 {
-        return Err(Error::Unsupported(
-            "compressed LAS (LAZ) input; decompress it first".into(),
-        ));
+        return crate::lazio::parse_laz(data);
     }
     if rec < 12 {
         return Err(Error::malformed(
@@ -245,11 +333,29 @@ fn parse_las(data: &[u8]) -> Result<Cloud> {
         ));
     }
     let end = offset + body_len as usize;
-    let tail = rec - 12;
-    let words = tail.div_ceil(4);
-    let mut ixyz = Vec::with_capacity(n as usize);
-    let mut attrs: Vec<Vec<u32>> = (0..words).map(|_| Vec::with_capacity(n as usize)).collect();
-    for r in data[offset..end].chunks_exact(rec) {
+    let (ixyz, attrs) = las_records(&data[offset..end], rec);
+    let words = attrs.len();
+    Ok(Cloud {
+        format: Format::Las,
+        header: data[..offset].to_vec(),
+        fields: 3 + words,
+        record_bytes: rec,
+        xyz: Vec::new(),
+        ixyz,
+        trailer: data[end..].to_vec(),
+        attrs,
+        ring_column: None,
+    })
+}
+
+/// Splits LAS point records of `rec >= 12` bytes into integer coordinates and 4-byte
+/// attribute words (the last one zero-padded).
+pub(crate) fn las_records(body: &[u8], rec: usize) -> (Vec<[i32; 3]>, Vec<Vec<u32>>) {
+    let n = body.len() / rec;
+    let words = (rec - 12).div_ceil(4);
+    let mut ixyz = Vec::with_capacity(n);
+    let mut attrs: Vec<Vec<u32>> = (0..words).map(|_| Vec::with_capacity(n)).collect();
+    for r in body.chunks_exact(rec) {
         ixyz.push([
             u32_at(r, 0) as i32,
             u32_at(r, 4) as i32,
@@ -263,17 +369,7 @@ fn parse_las(data: &[u8]) -> Result<Cloud> {
             a.push(u32::from_le_bytes(pad));
         }
     }
-    Ok(Cloud {
-        format: Format::Las,
-        header: data[..offset].to_vec(),
-        fields: 3 + words,
-        record_bytes: rec,
-        xyz: Vec::new(),
-        ixyz,
-        trailer: data[end..].to_vec(),
-        attrs,
-        ring_column: None,
-    })
+    (ixyz, attrs)
 }
 
 fn ends_with(name: &str, suffix: &str) -> bool {
@@ -360,9 +456,9 @@ pub fn parse(data: &[u8], format: Format) -> Result<Cloud> {
     match format {
         Format::Kitti => parse_bin(data, format, 4, None),
         Format::Nuscenes => parse_bin(data, format, 5, Some(1)),
-        Format::PcdBinary => parse_pcd(data),
-        Format::PlyBinary => parse_ply(data),
-        Format::Las => parse_las(data),
+        Format::PcdBinary | Format::PcdAscii | Format::PcdCompressed => parse_pcd(data),
+        Format::PlyBinary | Format::PlyAscii => parse_ply(data),
+        Format::Las | Format::Laz => parse_las(data),
     }
 }
 
@@ -430,6 +526,9 @@ fn parse_pcd(data: &[u8]) -> Result<Cloud> {
     let mut counts: Option<Vec<String>> = None;
     let mut types: Option<Vec<String>> = None;
     let mut points: Option<u64> = None;
+    let mut width: Option<Option<u64>> = None;
+    let mut height: Option<Option<u64>> = None;
+    let mut viewpoint: Option<Vec<String>> = None;
     let mut data_kind = String::new();
     for l in &lines {
         let mut it = l.split_whitespace();
@@ -443,13 +542,16 @@ fn parse_pcd(data: &[u8]) -> Result<Cloud> {
             "POINTS" => {
                 points = rest.first().and_then(|v| v.parse().ok());
             }
+            "WIDTH" => width = Some(rest.first().and_then(|v| v.parse().ok())),
+            "HEIGHT" => height = Some(rest.first().and_then(|v| v.parse().ok())),
+            "VIEWPOINT" => viewpoint = Some(rest),
             "DATA" => data_kind = rest.first().cloned().unwrap_or_default(),
             _ => {}
         }
     }
-    if data_kind != "binary" {
+    if !["binary", "ascii", "binary_compressed"].contains(&data_kind.as_str()) {
         return Err(Error::Unsupported(format!(
-            "PCD DATA {data_kind:?} (only binary is supported)"
+            "PCD DATA {data_kind:?} (expected ascii, binary or binary_compressed)"
         )));
     }
     if fields.len() < 3 || fields[0] != "x" || fields[1] != "y" || fields[2] != "z" {
@@ -457,6 +559,30 @@ fn parse_pcd(data: &[u8]) -> Result<Cloud> {
             0,
             format!("PCD FIELDS {fields:?} (expected x y z first)"),
         ));
+    }
+    if matches!(width, Some(None)) || matches!(height, Some(None)) {
+        return Err(Error::malformed(0, "PCD WIDTH / HEIGHT is not a number"));
+    }
+    if let Some(v) = &viewpoint {
+        if v.len() != 7 || v.iter().any(|t| t.parse::<f64>().is_err()) {
+            return Err(Error::malformed(
+                0,
+                format!("PCD VIEWPOINT {v:?} (expected 7 numbers)"),
+            ));
+        }
+    }
+    if data_kind == "ascii" {
+        return parse_pcd_ascii(
+            data,
+            end,
+            &fields,
+            &sizes,
+            types.as_deref(),
+            counts.as_deref(),
+            points,
+            width.flatten(),
+            height.flatten(),
+        );
     }
     if sizes.len() != fields.len() || sizes.iter().any(|s| s != "4") {
         return Err(Error::Unsupported(format!(
@@ -479,6 +605,9 @@ fn parse_pcd(data: &[u8]) -> Result<Cloud> {
     }
     let points =
         points.ok_or_else(|| Error::malformed(0, "PCD header without a valid POINTS line"))?;
+    if data_kind == "binary_compressed" {
+        return parse_pcd_compressed(data, end, fields.len(), points);
+    }
     let body = &data[end..];
     let rec = fields.len() * 4;
     if (body.len() as u64) != points.saturating_mul(rec as u64) {
@@ -510,6 +639,7 @@ fn parse_ply(data: &[u8]) -> Result<Cloud> {
         .ok_or_else(|| Error::truncated(data.len() as u64, "PLY header ending with end_header"))?;
     let lines = header_lines(&data[..end])?;
     let mut format_ok = false;
+    let mut ascii = false;
     let mut count: Option<u64> = None;
     let mut props: Vec<(String, String)> = Vec::new();
     let mut elements = 0;
@@ -517,6 +647,10 @@ fn parse_ply(data: &[u8]) -> Result<Cloud> {
         let w: Vec<&str> = l.split_whitespace().collect();
         match w.as_slice() {
             ["format", "binary_little_endian", "1.0"] => format_ok = true,
+            ["format", "ascii", "1.0"] => {
+                format_ok = true;
+                ascii = true;
+            }
             ["format", f, ..] => {
                 return Err(Error::Unsupported(format!(
                     "PLY format {f} (only binary_little_endian)"
@@ -541,7 +675,7 @@ fn parse_ply(data: &[u8]) -> Result<Cloud> {
     if !format_ok {
         return Err(Error::malformed(
             0,
-            "PLY header without format binary_little_endian 1.0",
+            "PLY header without format binary_little_endian 1.0 or ascii 1.0",
         ));
     }
     let count = count.ok_or_else(|| Error::malformed(0, "PLY header without a vertex count"))?;
@@ -550,6 +684,20 @@ fn parse_ply(data: &[u8]) -> Result<Cloud> {
             0,
             "PLY vertex properties must start with x y z",
         ));
+    }
+    if ascii {
+        let (xyz, skel) = crate::ascii::split_body(&data[end..], count, props.len(), end as u64)?;
+        return Ok(Cloud {
+            format: Format::PlyAscii,
+            header: data[..end].to_vec(),
+            fields: 3,
+            record_bytes: 12,
+            xyz,
+            ixyz: Vec::new(),
+            trailer: skel,
+            attrs: Vec::new(),
+            ring_column: None,
+        });
     }
     let four = ["float", "float32", "int", "int32", "uint", "uint32"];
     if props.iter().any(|(t, _)| !four.contains(&t.as_str()))
@@ -582,6 +730,127 @@ fn parse_ply(data: &[u8]) -> Result<Cloud> {
         xyz,
         ixyz: Vec::new(),
         trailer: Vec::new(),
+        attrs,
+        ring_column,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn parse_pcd_ascii(
+    data: &[u8],
+    end: usize,
+    fields: &[String],
+    sizes: &[String],
+    types: Option<&[String]>,
+    counts: Option<&[String]>,
+    points: Option<u64>,
+    width: Option<u64>,
+    height: Option<u64>,
+) -> Result<Cloud> {
+    let points =
+        points.ok_or_else(|| Error::malformed(0, "PCD header without a valid POINTS line"))?;
+    if let (Some(w), Some(h)) = (width, height) {
+        if w.checked_mul(h) != Some(points) {
+            return Err(Error::malformed(
+                0,
+                format!("PCD WIDTH {w} × HEIGHT {h} is not POINTS {points}"),
+            ));
+        }
+    }
+    if !sizes.is_empty() && sizes.len() != fields.len() {
+        return Err(Error::malformed(
+            0,
+            format!("PCD SIZE {sizes:?} for {} fields", fields.len()),
+        ));
+    }
+    if types.is_some_and(|t| t.len() != fields.len()) {
+        return Err(Error::malformed(
+            0,
+            format!("PCD TYPE {types:?} for {} fields", fields.len()),
+        ));
+    }
+    let mut tokens = fields.len();
+    if let Some(c) = counts {
+        if c.len() != fields.len() || c[..3].iter().any(|s| s != "1") {
+            return Err(Error::malformed(
+                0,
+                format!("PCD COUNT {c:?} (x, y, z must have count 1)"),
+            ));
+        }
+        tokens = 0;
+        for v in c {
+            let v: usize = v
+                .parse()
+                .ok()
+                .filter(|&v| (1..=1 << 20).contains(&v))
+                .ok_or_else(|| Error::malformed(0, format!("PCD COUNT value {v:?}")))?;
+            tokens += v;
+        }
+    }
+    let (xyz, skel) = crate::ascii::split_body(&data[end..], points, tokens, end as u64)?;
+    Ok(Cloud {
+        format: Format::PcdAscii,
+        header: data[..end].to_vec(),
+        fields: 3,
+        record_bytes: 12,
+        xyz,
+        ixyz: Vec::new(),
+        trailer: skel,
+        attrs: Vec::new(),
+        ring_column: None,
+    })
+}
+
+fn parse_pcd_compressed(data: &[u8], end: usize, fields: usize, points: u64) -> Result<Cloud> {
+    let head = data
+        .get(end..end + 8)
+        .ok_or_else(|| Error::truncated(data.len() as u64, "PCD compressed and raw sizes"))?;
+    let comp = u32_at(head, 0) as usize;
+    let raw = u32_at(head, 4) as usize;
+    let rec = fields * 4;
+    if (raw as u64) != points.saturating_mul(rec as u64) {
+        return Err(Error::malformed(
+            end as u64 + 4,
+            format!("PCD raw size {raw} for {points} points × {rec} bytes"),
+        ));
+    }
+    let start = end + 8;
+    if comp > data.len() - start {
+        return Err(Error::truncated(
+            data.len() as u64,
+            format!("PCD compressed body of {comp} bytes"),
+        ));
+    }
+    // LZF expands at most 132× (a 2-byte reference copies up to 264 bytes).
+    if raw > comp.saturating_mul(132) + 64 {
+        return Err(Error::malformed(
+            end as u64 + 4,
+            format!("PCD raw size {raw} impossible for {comp} compressed bytes"),
+        ));
+    }
+    let fm = crate::lzf::decompress(&data[start..start + comp], raw)?;
+    let n = points as usize;
+    let mut recs = Vec::with_capacity(raw);
+    for i in 0..n {
+        for f in 0..fields {
+            let o = 4 * (f * n + i);
+            recs.extend_from_slice(&fm[o..o + 4]);
+        }
+    }
+    let (xyz, attrs) = split_records(&recs, fields);
+    let lines = header_lines(&data[..end])?;
+    let ring_column = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("FIELDS "))
+        .and_then(|f| f.split_whitespace().skip(3).position(|f| f == "ring"));
+    Ok(Cloud {
+        format: Format::PcdCompressed,
+        header: data[..end].to_vec(),
+        fields,
+        record_bytes: rec,
+        xyz,
+        ixyz: Vec::new(),
+        trailer: data[start + comp..].to_vec(),
         attrs,
         ring_column,
     })

@@ -14,11 +14,15 @@
 //! bound. Only when `P` is below four ulps of the coordinates (sub-micrometre precision
 //! at tens of metres) the step becomes `P/2` and the bound is `P/4` plus half an ulp.
 //!
-//! Formats: KITTI `.bin`, nuScenes `.pcd.bin`, binary PCD and binary little-endian PLY
-//! with 4-byte fields, and uncompressed LAS (see [`format`]); `-p
-//! format=kitti|nuscenes|pcd|ply|las` overrides detection. Decoding writes the input's
-//! format, header bytes verbatim. LAS coordinates are already integers: they are coded
-//! exactly, so LAS files round-trip byte for byte (`precision` does not apply).
+//! Formats: KITTI `.bin`, nuScenes `.pcd.bin`, PCD (`DATA binary`, `binary_compressed`
+//! with 4-byte fields, and `ascii`), PLY (binary little-endian with 4-byte properties,
+//! and ascii), LAS and LAZ (see [`mod@format`]); `-p format=kitti|nuscenes|pcd|ply|las`
+//! overrides detection (PCD / PLY / LAS variants are told apart from the header).
+//! Decoding writes the input's format, header bytes verbatim. LAS coordinates are
+//! already integers: they are coded exactly, so LAS files round-trip byte for byte
+//! (`precision` does not apply). ASCII files keep every non-coordinate byte and write
+//! coordinates as the shortest decimal of the decoded `f32`; compressed PCD and LAZ
+//! are written re-compressed (identical points, possibly different compressed bytes).
 //!
 //! ```
 //! use lcodec_core::container::{read_header, ChunkSink, ChunkSource};
@@ -51,9 +55,12 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod ascii;
 pub mod attr;
 pub mod format;
 pub mod geom;
+mod lazio;
+pub mod lzf;
 mod resid;
 
 use std::io::{Read, Write};
@@ -61,8 +68,8 @@ use std::io::{Read, Write};
 use lcodec_core::container::{ChunkSink, ChunkSource, Header};
 use lcodec_core::parallel::map_parallel;
 use lcodec_core::{
-    Codec, CodecId, CodecInfo, Confidence, DecodeOptions, EncodeOptions, Error, Kind, Metadata,
-    Result,
+    Codec, CodecId, CodecInfo, Confidence, DecodeOptions, EncodeOptions, Error, Kind, Limits,
+    Metadata, Result,
 };
 
 pub use format::{Cloud, Format};
@@ -85,7 +92,7 @@ static INFO: CodecInfo = CodecInfo {
     version: 1,
     lossless: false,
     kind: Kind::PointCloud,
-    description: "LiDAR point clouds (KITTI .bin, nuScenes .pcd.bin, binary PCD/PLY, LAS): xyz within ±precision/2 (-p precision=0.001; LAS exact), attributes exact",
+    description: "LiDAR point clouds (KITTI .bin, nuScenes .pcd.bin, PCD, PLY, LAS/LAZ): xyz within ±precision/2 (-p precision=0.001; LAS exact), attributes exact",
 };
 
 /// The LiDAR point-cloud codec.
@@ -159,7 +166,7 @@ impl Params {
             c => return Err(bad(format!("ring column {c}"))),
         };
         let record_bytes = usize::from(u16::from_le_bytes([b[4], b[5]]));
-        let expected = if format == Format::Las {
+        let expected = if matches!(format, Format::Las | Format::Laz) {
             12 + 4 * (fields - 3)
         } else {
             4 * fields
@@ -314,33 +321,36 @@ pub fn encode_chunk(
     out.extend_from_slice(&p.sin_step.to_le_bytes());
     out.push(if ids.is_some() { RING_ATTR } else { RING_WRAP });
     let mut attribute_bytes = 0;
-    for col in &cloud.attrs {
-        let whole = attr::encode(&col[start..end])?;
-        if cloud.integer_coords() {
-            // LAS record tails mix fields of 1, 2 and 8 bytes: keep the word column or
-            // split it into four byte columns, whichever is smaller (flag byte 0 / 1).
-            let mut split = Vec::new();
-            for b in 0..4 {
-                let part: Vec<u32> = col[start..end]
-                    .iter()
-                    .map(|w| (w >> (8 * b)) & 0xff)
-                    .collect();
-                let a = attr::encode(&part)?;
-                split.extend_from_slice(&(a.len() as u32).to_le_bytes());
-                split.extend_from_slice(&a);
-            }
-            if split.len() < whole.len() + 4 {
-                out.push(1);
-                out.extend_from_slice(&split);
-                attribute_bytes += split.len() + 1;
+    let mut k = 0;
+    while k < cloud.attrs.len() {
+        let col = &cloud.attrs[k][start..end];
+        if !cloud.integer_coords() {
+            let whole = attr::encode(col)?;
+            out.extend_from_slice(&(whole.len() as u32).to_le_bytes());
+            out.extend_from_slice(&whole);
+            attribute_bytes += whole.len() + 4;
+            k += 1;
+            continue;
+        }
+        // LAS record tails mix fields of 1, 2 and 8 bytes: per word column, a flag byte
+        // then the column as words (0), as four byte columns (1), or with the next
+        // column as a 64-bit value coded by its deltas (2: GPS time in formats 1 and 3).
+        let one = las_word_column(col)?;
+        if let Some(next) = cloud.attrs.get(k + 1) {
+            let next = &next[start..end];
+            let pair = las_delta_pair(col, next)?;
+            let two = las_word_column(next)?;
+            if pair.len() < one.len() + two.len() {
+                out.push(LAS_DELTA64);
+                out.extend_from_slice(&pair);
+                attribute_bytes += pair.len() + 1;
+                k += 2;
                 continue;
             }
-            out.push(0);
-            attribute_bytes += 1;
         }
-        out.extend_from_slice(&(whole.len() as u32).to_le_bytes());
-        out.extend_from_slice(&whole);
-        attribute_bytes += whole.len() + 4;
+        out.extend_from_slice(&one);
+        attribute_bytes += one.len();
+        k += 1;
     }
     let g = geom::encode(&q, ids.as_deref(), p)?;
     out.extend_from_slice(&g);
@@ -351,6 +361,52 @@ pub fn encode_chunk(
         payload_bytes: out.len(),
     };
     Ok((out, stats))
+}
+
+const LAS_WORDS: u8 = 0;
+const LAS_BYTES: u8 = 1;
+const LAS_DELTA64: u8 = 2;
+
+/// One LAS word column with its flag byte: whole words or four byte columns, whichever
+/// is smaller.
+fn las_word_column(col: &[u32]) -> Result<Vec<u8>> {
+    let whole = attr::encode(col)?;
+    let mut split = vec![LAS_BYTES];
+    for b in 0..4 {
+        let part: Vec<u32> = col.iter().map(|w| (w >> (8 * b)) & 0xff).collect();
+        let a = attr::encode(&part)?;
+        split.extend_from_slice(&(a.len() as u32).to_le_bytes());
+        split.extend_from_slice(&a);
+    }
+    if split.len() < whole.len() + 5 {
+        return Ok(split);
+    }
+    let mut out = vec![LAS_WORDS];
+    out.extend_from_slice(&(whole.len() as u32).to_le_bytes());
+    out.extend_from_slice(&whole);
+    Ok(out)
+}
+
+/// Two LAS word columns as 64-bit values (`lo | hi << 32`): zigzagged wrapping deltas
+/// from the previous point, each delta's low and high words as columns (no flag byte).
+fn las_delta_pair(lo: &[u32], hi: &[u32]) -> Result<Vec<u8>> {
+    let mut prev = 0u64;
+    let (mut dl, mut dh) = (Vec::with_capacity(lo.len()), Vec::with_capacity(lo.len()));
+    for (&a, &b) in lo.iter().zip(hi) {
+        let v = u64::from(a) | (u64::from(b) << 32);
+        let d = v.wrapping_sub(prev) as i64;
+        let z = ((d << 1) ^ (d >> 63)) as u64;
+        dl.push(z as u32);
+        dh.push((z >> 32) as u32);
+        prev = v;
+    }
+    let mut out = Vec::new();
+    for c in [dl, dh] {
+        let e = attr::encode(&c)?;
+        out.extend_from_slice(&(e.len() as u32).to_le_bytes());
+        out.extend_from_slice(&e);
+    }
+    Ok(out)
 }
 
 struct Reader<'a> {
@@ -411,28 +467,46 @@ pub fn decode_chunk_quantized(
         return Err(Error::codec("lidar", "invalid chunk parameters"));
     }
     let mode = r.take(1)?[0];
-    let mut attrs = Vec::with_capacity(fields - 3);
-    for _ in 3..fields {
-        let split = s == 0.0 && {
-            let f = r.take(1)?[0];
-            if f > 1 {
-                return Err(Error::codec("lidar", format!("attribute split flag {f}")));
-            }
-            f == 1
-        };
-        if split {
-            let mut col = vec![0u32; n];
-            for b in 0..4 {
+    let mut attrs: Vec<Vec<u32>> = Vec::with_capacity(fields - 3);
+    while attrs.len() < fields - 3 {
+        let flag = if s == 0.0 { r.take(1)?[0] } else { LAS_WORDS };
+        match flag {
+            LAS_WORDS => {
                 let len = r.u32()? as usize;
-                let part = attr::decode(r.take(len)?, n)?;
-                for (c, v) in col.iter_mut().zip(part) {
-                    *c |= (v & 0xff) << (8 * b);
-                }
+                attrs.push(attr::decode(r.take(len)?, n)?);
             }
-            attrs.push(col);
-        } else {
-            let len = r.u32()? as usize;
-            attrs.push(attr::decode(r.take(len)?, n)?);
+            LAS_BYTES => {
+                let mut col = vec![0u32; n];
+                for b in 0..4 {
+                    let len = r.u32()? as usize;
+                    let part = attr::decode(r.take(len)?, n)?;
+                    for (c, v) in col.iter_mut().zip(part) {
+                        *c |= (v & 0xff) << (8 * b);
+                    }
+                }
+                attrs.push(col);
+            }
+            LAS_DELTA64 if attrs.len() + 2 <= fields - 3 => {
+                let len = r.u32()? as usize;
+                let dl = attr::decode(r.take(len)?, n)?;
+                let len = r.u32()? as usize;
+                let dh = attr::decode(r.take(len)?, n)?;
+                let (mut lo, mut hi) = (Vec::with_capacity(n), Vec::with_capacity(n));
+                let mut prev = 0u64;
+                for (&a, &b) in dl.iter().zip(&dh) {
+                    let z = u64::from(a) | (u64::from(b) << 32);
+                    let d = ((z >> 1) as i64) ^ -((z & 1) as i64);
+                    prev = prev.wrapping_add(d as u64);
+                    lo.push(prev as u32);
+                    hi.push((prev >> 32) as u32);
+                }
+                if lo.len() != n {
+                    return Err(Error::codec("lidar", "short 64-bit attribute columns"));
+                }
+                attrs.push(lo);
+                attrs.push(hi);
+            }
+            f => return Err(Error::codec("lidar", format!("attribute column flag {f}"))),
         }
     }
     let ids = match mode {
@@ -499,14 +573,16 @@ impl Codec for LidarCodec {
 
     fn sniff(&self, head: &[u8], file_name: Option<&str>) -> Option<Confidence> {
         match format::detect(head, file_name, None)? {
-            Format::PlyBinary => {
+            Format::PlyBinary | Format::PlyAscii => {
                 let h = String::from_utf8_lossy(&head[..head.len().min(4096)]);
-                (h.contains("binary_little_endian") && h.contains("element vertex"))
-                    .then_some(Confidence::MAGIC)
+                ((h.contains("binary_little_endian") || h.contains("format ascii 1.0"))
+                    && h.contains("element vertex"))
+                .then_some(Confidence::MAGIC)
             }
-            Format::PcdBinary => {
+            Format::PcdBinary | Format::PcdAscii | Format::PcdCompressed => {
                 let h = String::from_utf8_lossy(&head[..head.len().min(4096)]);
-                h.contains("\nDATA binary").then_some(Confidence::CONTENT)
+                (h.contains("\nDATA binary") || h.contains("\nDATA ascii"))
+                    .then_some(Confidence::CONTENT)
             }
             Format::Nuscenes => {
                 format::plausible_float_records(head, 5).then_some(Confidence::CONTENT)
@@ -514,7 +590,7 @@ impl Codec for LidarCodec {
             Format::Kitti => {
                 format::plausible_float_records(head, 4).then_some(Confidence::EXTENSION)
             }
-            Format::Las => (head.len() < 105 || head[104] & 0xC0 == 0).then_some(Confidence::MAGIC),
+            Format::Las | Format::Laz => Some(Confidence::MAGIC),
         }
     }
 
@@ -539,7 +615,7 @@ impl Codec for LidarCodec {
         let format = match opts.params.get("format") {
             Some(f) => Format::from_name(f).ok_or_else(|| {
                 Error::InvalidArgument(format!(
-                    "lidar: format {f:?} (expected kitti, nuscenes, pcd or ply)"
+                    "lidar: format {f:?} (expected kitti, nuscenes, pcd, ply, las, pcd-ascii, ply-ascii, pcd-compressed or laz)"
                 ))
             })?,
             None => format::detect(
@@ -555,6 +631,17 @@ impl Codec for LidarCodec {
         };
         let cloud = format::parse(&data, format)?;
         drop(data);
+        let format = cloud.format;
+        let trailer = if format.is_ascii() {
+            // The ASCII skeleton: raw length, then zstd.
+            let z = zstd::bulk::compress(&cloud.trailer, 19)
+                .map_err(|e| Error::codec("lidar", format!("zstd: {e}")))?;
+            let mut t = (cloud.trailer.len() as u64).to_le_bytes().to_vec();
+            t.extend_from_slice(&z);
+            t
+        } else {
+            cloud.trailer.clone()
+        };
         let params = Params {
             format,
             fields: cloud.fields,
@@ -562,7 +649,7 @@ impl Codec for LidarCodec {
             ring_column: cloud.ring_column,
             precision,
             header: cloud.header.clone(),
-            trailer: cloud.trailer.clone(),
+            trailer,
         };
         let mut meta = Metadata::new(Kind::PointCloud);
         meta.width = u32::try_from(cloud.len()).unwrap_or(u32::MAX);
@@ -595,11 +682,43 @@ impl Codec for LidarCodec {
         opts: &DecodeOptions,
     ) -> Result<()> {
         let params = Params::from_bytes(&header.params, header.len)?;
-        dst.write_all(&params.header)?;
+        let whole = params.format.whole_file();
+        if !whole {
+            dst.write_all(&params.header)?;
+        }
         let threads = opts.effective_threads();
         let rec = params.record_bytes;
+        let mut cloud = Cloud {
+            format: params.format,
+            header: Vec::new(),
+            fields: params.fields,
+            record_bytes: rec,
+            xyz: Vec::new(),
+            ixyz: Vec::new(),
+            trailer: Vec::new(),
+            attrs: vec![Vec::new(); params.fields - 3],
+            ring_column: params.ring_column,
+        };
         loop {
             let batch = src.next_batch(threads)?;
+            if batch.is_empty() && whole {
+                cloud.header = params.header;
+                cloud.trailer = if params.format.is_ascii() {
+                    let t = &params.trailer;
+                    let bad = || Error::malformed(header.len, "lidar: ASCII skeleton");
+                    let raw = u64::from_le_bytes(
+                        t.get(..8).ok_or_else(bad)?.try_into().map_err(|_| bad())?,
+                    );
+                    Limits::check(raw, opts.limits.max_alloc, "lidar ASCII skeleton")?;
+                    zstd::bulk::decompress(&t[8..], raw as usize).map_err(|_| bad())?
+                } else {
+                    params.trailer
+                };
+                let mut out = Vec::new();
+                cloud.write_to(&mut out)?;
+                dst.write_all(&out)?;
+                return Ok(());
+            }
             if batch.is_empty() {
                 dst.write_all(&params.trailer)?;
                 return Ok(());
@@ -619,6 +738,10 @@ impl Codec for LidarCodec {
                     Some(expected),
                 )
                 .map_err(|e| c.malformed(e))?;
+                if whole {
+                    let expected_bytes = expected * rec;
+                    return Ok((Vec::new(), Some((s, q, attrs, expected_bytes))));
+                }
                 let mut out = Vec::new();
                 if params.format == Format::Las {
                     format::write_int_records(&q, &attrs, rec, &mut out);
@@ -634,10 +757,23 @@ impl Codec for LidarCodec {
                         c.raw_len
                     )));
                 }
-                Ok(out)
+                Ok((out, None))
             })?;
-            for d in dec {
-                dst.write_all(&d)?;
+            for (d, parts) in dec {
+                if let Some((s, q, attrs, _)) = parts {
+                    if cloud.integer_coords() {
+                        cloud.ixyz.extend_from_slice(&q);
+                    } else {
+                        cloud
+                            .xyz
+                            .extend(q.iter().map(|p| p.map(|v| dequantize(v, s))));
+                    }
+                    for (c, a) in cloud.attrs.iter_mut().zip(attrs) {
+                        c.extend_from_slice(&a);
+                    }
+                } else {
+                    dst.write_all(&d)?;
+                }
             }
         }
     }
