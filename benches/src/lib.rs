@@ -15,6 +15,8 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 #![forbid(unsafe_code)]
+// Tests may unwrap: a panic there is a test failure with its message.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -38,7 +40,8 @@ pub enum DataKind {
     Audio,
     /// Video (Y4M 4:2:0); bpp, PSNR-YUV, MS-SSIM on luma.
     Video,
-    /// LiDAR point clouds (KITTI `.bin` float32 x,y,z,i); bits per point, max/mean error.
+    /// LiDAR point clouds (KITTI `.bin` float32 x,y,z,i); bits per point, largest
+    /// coordinate error, mean and largest point distance.
     Lidar,
     /// Log files; lossless.
     Log,
@@ -152,7 +155,7 @@ impl DataKind {
             DataKind::Image => &["psnr", "ms_ssim"],
             DataKind::Video => &["psnr_yuv", "psnr_y", "psnr_u", "psnr_v", "ms_ssim_y"],
             DataKind::Audio => &["kbps", "snr_db"],
-            DataKind::Lidar => &["max_error", "mean_error"],
+            DataKind::Lidar => &["max_error", "mean_error", "max_distance"],
             _ => &[],
         }
     }

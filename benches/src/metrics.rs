@@ -265,19 +265,76 @@ pub fn snr_db(reference: &[f64], decoded: &[f64]) -> Option<f64> {
     }
 }
 
-/// Maximum and mean Euclidean error between matched points (same order), for point clouds.
-/// `None` if the counts differ or there are no points.
-pub fn point_errors(reference: &[[f64; 3]], decoded: &[[f64; 3]]) -> Option<(f64, f64)> {
+/// SNR in dB at the best alignment: the decoded signal is shifted by every whole number of
+/// frames (samples per channel) in `-max_lag..=max_lag` and the highest SNR over the
+/// overlapping frames is returned with its lag (positive = the decoded signal is late).
+/// Lossy audio decoders that resample (Opus at 16 or 44.1 kHz) are off by a sample or so,
+/// which would otherwise swamp the coding noise. `None` if nothing overlaps.
+pub fn snr_db_aligned(
+    reference: &[f64],
+    decoded: &[f64],
+    channels: usize,
+    max_lag: usize,
+) -> Option<(f64, isize)> {
+    let ch = channels.max(1);
+    let (fr, fd) = (reference.len() / ch, decoded.len() / ch);
+    let mut best: Option<(f64, isize)> = None;
+    for lag in -(max_lag as isize)..=(max_lag as isize) {
+        // Reference frame i pairs with decoded frame i + lag.
+        let start = if lag < 0 { (-lag) as usize } else { 0 };
+        let end = fr.min((fd as isize - lag).max(0) as usize);
+        if end <= start {
+            continue;
+        }
+        let r = &reference[start * ch..end * ch];
+        let d0 = (start as isize + lag) as usize * ch;
+        let d = &decoded[d0..d0 + r.len()];
+        if let Some(v) = snr_db(r, d) {
+            if best.is_none_or(|(b, _)| v > b) {
+                best = Some((v, lag));
+            }
+        }
+    }
+    best
+}
+
+/// Errors between matched points (same order), for point clouds: the largest error of
+/// any single coordinate (L∞, the bound codecs state, e.g. "≤ P/2"), the mean and the
+/// largest Euclidean distance. `None` if the counts differ or there are no points.
+pub fn point_errors(reference: &[[f64; 3]], decoded: &[[f64; 3]]) -> Option<PointErrors> {
     if reference.len() != decoded.len() || reference.is_empty() {
         return None;
     }
-    let (mut max, mut sum) = (0.0f64, 0.0);
+    let mut e = PointErrors {
+        max_coordinate: 0.0,
+        mean_distance: 0.0,
+        max_distance: 0.0,
+    };
+    let mut sum = 0.0;
     for (p, q) in reference.iter().zip(decoded) {
-        let d = ((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2) + (p[2] - q[2]).powi(2)).sqrt();
-        max = max.max(d);
-        sum += d;
+        let d = [
+            (p[0] - q[0]).abs(),
+            (p[1] - q[1]).abs(),
+            (p[2] - q[2]).abs(),
+        ];
+        e.max_coordinate = e.max_coordinate.max(d[0]).max(d[1]).max(d[2]);
+        let dist = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
+        e.max_distance = e.max_distance.max(dist);
+        sum += dist;
     }
-    Some((max, sum / reference.len() as f64))
+    e.mean_distance = sum / reference.len() as f64;
+    Some(e)
+}
+
+/// See [`point_errors`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PointErrors {
+    /// Largest absolute error of one coordinate.
+    pub max_coordinate: f64,
+    /// Mean Euclidean distance between matched points.
+    pub mean_distance: f64,
+    /// Largest Euclidean distance between matched points.
+    pub max_distance: f64,
 }
 
 #[cfg(test)]
@@ -356,11 +413,22 @@ mod tests {
         let r = [1.0, -1.0, 1.0, -1.0];
         let d = [0.9, -0.9, 0.9, -0.9];
         assert!((snr_db(&r, &d).unwrap() - 20.0).abs() < 1e-9);
-        let (max, mean) = point_errors(
+        // A stereo signal decoded one frame late is found at lag +1 and is exact there.
+        let sig: Vec<f64> = (0..200).map(|i| ((i / 2) as f64 * 0.3).sin()).collect();
+        let mut late = vec![0.0, 0.0];
+        late.extend_from_slice(&sig[..198]);
+        let (snr, lag) = snr_db_aligned(&sig, &late, 2, 4).unwrap();
+        assert_eq!((snr, lag), (f64::INFINITY, 1));
+        assert!(snr_db(&sig, &late).unwrap() < 20.0);
+        let e = point_errors(
             &[[0.0; 3], [1.0, 1.0, 1.0]],
-            &[[0.0, 0.0, 3.0], [1.0, 1.0, 1.0]],
+            &[[0.0, 4.0, 3.0], [1.0, 1.0, 1.5]],
         )
         .unwrap();
-        assert_eq!((max, mean), (3.0, 1.5));
+        assert_eq!(
+            (e.max_coordinate, e.mean_distance, e.max_distance),
+            (4.0, 2.75, 5.0)
+        );
+        assert_eq!(point_errors(&[[0.0; 3]], &[]), None);
     }
 }

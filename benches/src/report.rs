@@ -477,7 +477,11 @@ fn lossy_summary(s: &mut String, kind: DataKind, curves: &[Curve], anchor: Optio
             for m in metrics {
                 line.push_str(&format!(
                     " {} |",
-                    p.metrics.get(*m).map(|v| num(*v, 4)).unwrap_or_default()
+                    // Small values (LiDAR errors in metres) need more decimals.
+                    p.metrics
+                        .get(*m)
+                        .map(|v| num(*v, if v.abs() < 0.1 { 7 } else { 4 }))
+                        .unwrap_or_default()
                 ));
             }
             let n = p.inputs.max(1) as f64;

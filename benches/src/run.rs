@@ -671,8 +671,15 @@ fn evaluate(
                     reference.channels
                 );
             }
-            let snr =
-                metrics::snr_db(&reference.samples, &a.samples).context("SNR of empty audio")?;
+            // Best alignment within ±1 ms (at least ±16 frames): resampling decoders shift by a sample or so.
+            let max_lag = (reference.sample_rate as usize / 1000).max(16);
+            let (snr, _lag) = metrics::snr_db_aligned(
+                &reference.samples,
+                &a.samples,
+                usize::from(a.channels),
+                max_lag,
+            )
+            .context("SNR of empty audio")?;
             row.metrics.insert("snr_db".into(), snr);
             row.metrics.insert(
                 "kbps".into(),
@@ -704,10 +711,10 @@ fn evaluate(
         }
         Reference::Points(reference) => {
             let pts = kitti_points(decoded).context("decoded output")?;
-            let (max, mean) =
-                metrics::point_errors(reference, &pts).context("point counts differ")?;
-            row.metrics.insert("max_error".into(), max);
-            row.metrics.insert("mean_error".into(), mean);
+            let e = metrics::point_errors(reference, &pts).context("point counts differ")?;
+            row.metrics.insert("max_error".into(), e.max_coordinate);
+            row.metrics.insert("mean_error".into(), e.mean_distance);
+            row.metrics.insert("max_distance".into(), e.max_distance);
             if lossless {
                 row.exact = Some(decoded == prep.bytes.as_slice());
             }

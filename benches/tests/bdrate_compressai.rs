@@ -5,6 +5,8 @@
 //! `results/image/kodak/compressai-mbt2018-mean_mse_cpu.json` and
 //! `results/image/kodak/vtm.json` (the "bpp", "psnr" and "ms-ssim" arrays, copied verbatim).
 
+#![allow(clippy::unwrap_used)] // a panic in a test is a failure with its message
+
 use lcodec_bench::bdrate::{RdPoint, bd_quality, bd_rate};
 
 const MBT2018_MEAN_BPP: [f64; 8] = [

@@ -7,6 +7,8 @@
 //! printed reason) when Kodak, the tools or the same libjpeg-turbo version are absent,
 //! since another version may produce other JPEGs.
 
+#![allow(clippy::unwrap_used)] // a panic in a test is a failure with its message
+
 use std::path::Path;
 use std::process::Command;
 

@@ -2,6 +2,8 @@
 //! the peer tools that are installed (missing ones are skipped with a printed note),
 //! checking the CSV, the plots and the summary.
 
+#![allow(clippy::unwrap_used)] // a panic in a test is a failure with its message
+
 use std::path::{Path, PathBuf};
 
 use lcodec_bench::{DataKind, SweepConfig, media, metrics::Image8, peers, sweep, write_outputs};
@@ -452,4 +454,40 @@ fn bad_arguments_and_unreadable_inputs_are_errors_or_notes() {
         "{:?}",
         res.notes
     );
+}
+
+#[test]
+fn lidar_sweep_reports_bits_per_point_and_errors() {
+    let registry = lcodec::Registry::with_enabled();
+    if registry.by_name("lidar").is_none() {
+        eprintln!("skipped: lcodec lidar codec not in this build");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut bin = Vec::new();
+    for i in 0..3000 {
+        let a = i as f32 * 0.0021;
+        for v in [12.0 * a.cos(), 12.0 * a.sin(), -1.7 + 0.001 * i as f32, 0.3] {
+            bin.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    let path = tmp.path().join("sweep.bin");
+    std::fs::write(&path, &bin).unwrap();
+    let mut cfg = SweepConfig::new(DataKind::Lidar, &path);
+    cfg.peers = vec![];
+    let res = sweep(&cfg, &registry).unwrap();
+    assert_eq!(res.rows.len(), 1);
+    let r = &res.rows[0];
+    assert!(r.error.is_none(), "{r:?}");
+    assert!(
+        r.rate() > 0.5 && r.rate() < 128.0,
+        "bits per point {}",
+        r.rate()
+    );
+    // Default precision 1 mm: every coordinate within 0.5 mm.
+    assert!(r.metrics["max_error"] <= 0.0005 + 1e-6, "{r:?}");
+    assert!(r.metrics["mean_error"] <= r.metrics["max_distance"]);
+    let files = write_outputs(&res, &tmp.path().join("out"), None).unwrap();
+    let csv = std::fs::read_to_string(files.csv).unwrap();
+    assert!(csv.starts_with("file,codec,setting,level,bytes,original_bytes,bits_per_point,ratio,max_error,mean_error,max_distance"));
 }
