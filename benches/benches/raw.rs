@@ -5,15 +5,21 @@
 
 use std::path::Path;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use lcodec::{DecodeOptions, EncodeOptions, Registry};
 
 fn corpus() -> Option<Vec<u8>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/text");
     let mut data = Vec::new();
     for f in ["enwik8_prefix", "calgary", "canterbury"] {
-        let Ok(rd) = std::fs::read_dir(root.join(f)) else { continue };
-        let mut paths: Vec<_> = rd.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
+        let Ok(rd) = std::fs::read_dir(root.join(f)) else {
+            continue;
+        };
+        let mut paths: Vec<_> = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
         paths.sort();
         for p in paths {
             data.extend(std::fs::read(p).ok()?);
@@ -33,10 +39,19 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     g.throughput(Throughput::Bytes(data.len() as u64));
     for level in [3u32, 19] {
-        let opts = EncodeOptions { quality: Some(level), params: [("codec".to_string(), "raw".to_string())].into(), ..Default::default() };
+        let opts = EncodeOptions {
+            quality: Some(level),
+            params: [("codec".to_string(), "raw".to_string())].into(),
+            ..Default::default()
+        };
         let mut lc = Vec::new();
         lcodec::encode(&registry, &mut &data[..], &mut lc, &opts).expect("encode");
-        eprintln!("raw level {level}: {} -> {} bytes ({:.3} bpb)", data.len(), lc.len(), 8.0 * lc.len() as f64 / data.len() as f64);
+        eprintln!(
+            "raw level {level}: {} -> {} bytes ({:.3} bpb)",
+            data.len(),
+            lc.len(),
+            8.0 * lc.len() as f64 / data.len() as f64
+        );
         if level == 3 {
             g.bench_with_input(BenchmarkId::new("encode", level), &data, |b, d| {
                 b.iter(|| {
@@ -49,7 +64,8 @@ fn bench(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("decode", level), &lc, |b, lc| {
             b.iter(|| {
                 let mut out = Vec::with_capacity(data.len());
-                lcodec::decode(&registry, &mut &lc[..], &mut out, &DecodeOptions::default()).expect("decode");
+                lcodec::decode(&registry, &mut &lc[..], &mut out, &DecodeOptions::default())
+                    .expect("decode");
                 out
             })
         });

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use lcodec::{DecodeOptions, EncodeOptions, Registry};
 
 /// F32 tensors of a safetensors file rewritten as BF16 (truncation), other bytes kept.
@@ -27,8 +27,17 @@ fn f32_to_bf16(f: &[u8]) -> Option<Vec<u8>> {
         let (head, tail) = rest.split_at(i + 16);
         out_json.push_str(head);
         let end = tail.find(']')?;
-        let nums: Vec<u64> = tail[..end].split(',').map(|s| s.trim().parse().ok()).collect::<Option<_>>()?;
-        out_json.push_str(&nums.iter().map(|v| (v / 2).to_string()).collect::<Vec<_>>().join(","));
+        let nums: Vec<u64> = tail[..end]
+            .split(',')
+            .map(|s| s.trim().parse().ok())
+            .collect::<Option<_>>()?;
+        out_json.push_str(
+            &nums
+                .iter()
+                .map(|v| (v / 2).to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
         rest = &tail[end..];
     }
     out_json.push_str(rest);
@@ -45,7 +54,11 @@ fn f32_to_bf16(f: &[u8]) -> Option<Vec<u8>> {
 fn inputs() -> Vec<(String, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/tensors");
     let mut paths: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-        Ok(rd) => rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "safetensors")).collect(),
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+            .collect(),
         Err(_) => {
             eprintln!("skipping tensor bench files: {} not found", dir.display());
             Vec::new()
@@ -57,9 +70,18 @@ fn inputs() -> Vec<(String, Vec<u8>)> {
     paths.sort();
     let mut v: Vec<(String, Vec<u8>)> = paths
         .iter()
-        .filter_map(|p| Some((p.file_name()?.to_string_lossy().into_owned(), std::fs::read(p).ok()?)))
+        .filter_map(|p| {
+            Some((
+                p.file_name()?.to_string_lossy().into_owned(),
+                std::fs::read(p).ok()?,
+            ))
+        })
         .collect();
-    if let Some((name, data)) = v.iter().filter(|(n, _)| n.contains("f32")).max_by_key(|(_, d)| d.len()) {
+    if let Some((name, data)) = v
+        .iter()
+        .filter(|(n, _)| n.contains("f32"))
+        .max_by_key(|(_, d)| d.len())
+    {
         if let Some(b) = f32_to_bf16(data) {
             v.push((name.replace("f32", "bf16-from-f32"), b));
         }
@@ -84,11 +106,17 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     for (name, data) in inputs() {
         g.throughput(Throughput::Bytes(data.len() as u64));
-        let enc = EncodeOptions { threads: 2, ..Default::default() };
+        let enc = EncodeOptions {
+            threads: 2,
+            ..Default::default()
+        };
         let mut lc = Vec::new();
         lcodec::encode_with(&codec, &mut &data[..], &mut lc, &enc).expect("encode");
         let z = zstd::bulk::compress(&data, 19).expect("zstd");
-        let dec = |threads: usize| DecodeOptions { threads, ..Default::default() };
+        let dec = |threads: usize| DecodeOptions {
+            threads,
+            ..Default::default()
+        };
         let mut out = Vec::with_capacity(data.len());
         lcodec::decode(&registry, &mut &lc[..], &mut out, &dec(2)).expect("decode");
         assert!(out == data, "{name}: round trip mismatch");
@@ -124,17 +152,24 @@ fn bench(c: &mut Criterion) {
             })
         });
         for threads in [1usize, 2] {
-            g.bench_with_input(BenchmarkId::new(format!("decode-{threads}t"), &name), &lc, |b, lc| {
-                b.iter(|| {
-                    let mut o = Vec::with_capacity(data.len());
-                    lcodec::decode(&registry, &mut &lc[..], &mut o, &dec(threads)).expect("decode");
-                    o
-                })
-            });
+            g.bench_with_input(
+                BenchmarkId::new(format!("decode-{threads}t"), &name),
+                &lc,
+                |b, lc| {
+                    b.iter(|| {
+                        let mut o = Vec::with_capacity(data.len());
+                        lcodec::decode(&registry, &mut &lc[..], &mut o, &dec(threads))
+                            .expect("decode");
+                        o
+                    })
+                },
+            );
         }
-        g.bench_with_input(BenchmarkId::new("zstd19-lib-decode-1t", &name), &z, |b, z| {
-            b.iter(|| zstd::bulk::decompress(z, data.len()).expect("zstd decode"))
-        });
+        g.bench_with_input(
+            BenchmarkId::new("zstd19-lib-decode-1t", &name),
+            &z,
+            |b, z| b.iter(|| zstd::bulk::decompress(z, data.len()).expect("zstd decode")),
+        );
     }
     g.finish();
 }

@@ -44,8 +44,15 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     for (name, data, threads) in inputs() {
         g.throughput(Throughput::Bytes(data.len() as u64));
-        let enc = EncodeOptions { threads, chunk_size: Some(data.len().div_ceil(threads)), ..Default::default() };
-        let dec = DecodeOptions { threads, ..Default::default() };
+        let enc = EncodeOptions {
+            threads,
+            chunk_size: Some(data.len().div_ceil(threads)),
+            ..Default::default()
+        };
+        let dec = DecodeOptions {
+            threads,
+            ..Default::default()
+        };
         let mut lc = Vec::new();
         let te = secs(|| {
             lcodec::encode_with(&codec, &mut &data[..], &mut lc, &enc).expect("encode");

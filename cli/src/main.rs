@@ -97,7 +97,10 @@ struct CliError {
 
 impl CliError {
     fn new(file: Option<&Path>, message: impl std::fmt::Display) -> Self {
-        CliError { file: file.map(Path::to_path_buf), message: message.to_string() }
+        CliError {
+            file: file.map(Path::to_path_buf),
+            message: message.to_string(),
+        }
     }
 }
 
@@ -106,21 +109,63 @@ type CliResult<T> = Result<T, CliError>;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Encode { input, output, codec, quality, params, chunk_size, store_name, force, threads } => {
-            cmd_encode(&input, output, codec, quality, &params, chunk_size, store_name, force, threads, cli.verbose)
-        }
-        Command::Decode { input, output, tensor, params, no_verify, force, threads } => {
-            cmd_decode(&input, output, tensor, &params, no_verify, force, threads, cli.verbose)
-        }
+        Command::Encode {
+            input,
+            output,
+            codec,
+            quality,
+            params,
+            chunk_size,
+            store_name,
+            force,
+            threads,
+        } => cmd_encode(
+            &input,
+            output,
+            codec,
+            quality,
+            &params,
+            chunk_size,
+            store_name,
+            force,
+            threads,
+            cli.verbose,
+        ),
+        Command::Decode {
+            input,
+            output,
+            tensor,
+            params,
+            no_verify,
+            force,
+            threads,
+        } => cmd_decode(
+            &input,
+            output,
+            tensor,
+            &params,
+            no_verify,
+            force,
+            threads,
+            cli.verbose,
+        ),
         Command::Info { file } => cmd_info(&file),
         Command::Codecs => {
             for c in Registry::with_enabled().codecs() {
                 let i = c.info();
-                println!("{:<10} id {:<3} {:<9} {}", i.name, i.id.0, if i.lossless { "lossless" } else { "lossy" }, i.description);
+                println!(
+                    "{:<10} id {:<3} {:<9} {}",
+                    i.name,
+                    i.id.0,
+                    if i.lossless { "lossless" } else { "lossy" },
+                    i.description
+                );
             }
             Ok(())
         }
-        Command::Sweep(args) => lcodec_bench::run_sweep(&args).map_err(|e| CliError::new(None, format!("{e:#}"))),
+        Command::Sweep(args) => {
+            lcodec_bench::run_sweep(&args).map_err(|e| CliError::new(None, format!("{e:#}")))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -147,24 +192,37 @@ fn open_input(path: &Path) -> CliResult<(Box<dyn Read>, Option<u64>)> {
     if meta.is_dir() {
         return Err(CliError::new(Some(path), "is a directory"));
     }
-    Ok((Box::new(BufReader::with_capacity(1 << 20, f)), Some(meta.len())))
+    Ok((
+        Box::new(BufReader::with_capacity(1 << 20, f)),
+        Some(meta.len()),
+    ))
 }
 
 /// Output written to a temporary file beside the target and renamed only on success,
 /// so a failed run leaves nothing behind; or straight to stdout for `-`.
 enum Output {
     Stdout(BufWriter<io::Stdout>),
-    Temp { tmp: BufWriter<tempfile::NamedTempFile>, target: PathBuf, force: bool },
+    Temp {
+        tmp: BufWriter<tempfile::NamedTempFile>,
+        target: PathBuf,
+        force: bool,
+    },
 }
 
 impl Output {
     fn create(target: &Path, force: bool, input: &Path) -> CliResult<Output> {
         if is_dash(target) {
-            return Ok(Output::Stdout(BufWriter::with_capacity(1 << 20, io::stdout())));
+            return Ok(Output::Stdout(BufWriter::with_capacity(
+                1 << 20,
+                io::stdout(),
+            )));
         }
         if target.exists() {
             if !force {
-                return Err(CliError::new(Some(target), "output exists (use -f to overwrite)"));
+                return Err(CliError::new(
+                    Some(target),
+                    "output exists (use -f to overwrite)",
+                ));
             }
             if !is_dash(input) && same_file(input, target) {
                 return Err(CliError::new(Some(target), "output is the input file"));
@@ -185,8 +243,17 @@ impl Output {
             .prefix(".lcodec-")
             .suffix(".tmp")
             .tempfile_in(&dir)
-            .map_err(|e| CliError::new(Some(target), format!("cannot create a temporary file in {}: {e}", dir.display())))?;
-        Ok(Output::Temp { tmp: BufWriter::with_capacity(1 << 20, tmp), target: target.to_path_buf(), force })
+            .map_err(|e| {
+                CliError::new(
+                    Some(target),
+                    format!("cannot create a temporary file in {}: {e}", dir.display()),
+                )
+            })?;
+        Ok(Output::Temp {
+            tmp: BufWriter::with_capacity(1 << 20, tmp),
+            target: target.to_path_buf(),
+            force,
+        })
     }
 
     fn writer(&mut self) -> &mut dyn Write {
@@ -200,11 +267,21 @@ impl Output {
     /// calling this deletes the temporary file.
     fn commit(self) -> CliResult<()> {
         match self {
-            Output::Stdout(mut w) => w.flush().map_err(|e| CliError::new(Some(Path::new("-")), e)),
+            Output::Stdout(mut w) => w
+                .flush()
+                .map_err(|e| CliError::new(Some(Path::new("-")), e)),
             Output::Temp { tmp, target, force } => {
-                let tmp = tmp.into_inner().map_err(|e| CliError::new(Some(&target), e.error()))?;
-                tmp.as_file().sync_all().map_err(|e| CliError::new(Some(&target), e))?;
-                let r = if force { tmp.persist(&target).map(|_| ()) } else { tmp.persist_noclobber(&target).map(|_| ()) };
+                let tmp = tmp
+                    .into_inner()
+                    .map_err(|e| CliError::new(Some(&target), e.error()))?;
+                tmp.as_file()
+                    .sync_all()
+                    .map_err(|e| CliError::new(Some(&target), e))?;
+                let r = if force {
+                    tmp.persist(&target).map(|_| ())
+                } else {
+                    tmp.persist_noclobber(&target).map(|_| ())
+                };
                 r.map_err(|e| {
                     if e.error.kind() == io::ErrorKind::AlreadyExists {
                         CliError::new(Some(&target), "output exists (use -f to overwrite)")
@@ -246,8 +323,10 @@ fn progress_bar(total: Option<u64>) -> Option<indicatif::ProgressBar> {
         return None;
     }
     let bar = indicatif::ProgressBar::new(total);
-    let style = indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    let style = indicatif::ProgressStyle::with_template(
+        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
     bar.set_style(style);
     Some(bar)
 }
@@ -299,7 +378,10 @@ fn cmd_encode(
     let (reader, size) = open_input(input)?;
     let mut out = Output::create(&output, force, input)?;
     let bar = progress_bar(size);
-    let mut reader = ProgressReader { inner: reader, bar: bar.clone() };
+    let mut reader = ProgressReader {
+        inner: reader,
+        bar: bar.clone(),
+    };
     let registry = Registry::with_enabled();
     let t = std::time::Instant::now();
     let report = lcodec::encode(&registry, &mut reader, out.writer(), &opts).map_err(|e| {
@@ -343,11 +425,21 @@ fn cmd_decode(
             let s = input.to_string_lossy();
             match s.strip_suffix(".lc") {
                 Some(base) if !base.is_empty() => PathBuf::from(base),
-                _ => return Err(CliError::new(Some(input), "cannot derive the output name (no .lc suffix); use -o")),
+                _ => {
+                    return Err(CliError::new(
+                        Some(input),
+                        "cannot derive the output name (no .lc suffix); use -o",
+                    ));
+                }
             }
         }
     };
-    let mut opts = DecodeOptions { threads, verify: !no_verify, params: parse_params(params)?, ..Default::default() };
+    let mut opts = DecodeOptions {
+        threads,
+        verify: !no_verify,
+        params: parse_params(params)?,
+        ..Default::default()
+    };
     if let Some(t) = tensor {
         opts.params.insert("tensor".into(), t);
     }
@@ -387,7 +479,8 @@ fn cmd_info(path: &Path) -> CliResult<()> {
     let f = File::open(path).map_err(|e| CliError::new(Some(path), e))?;
     let mut r = BufReader::new(f);
     let registry = Registry::with_enabled();
-    let info = lcodec::inspect(&registry, &mut r, &lcodec::Limits::default()).map_err(|e| CliError::new(Some(path), e))?;
+    let info = lcodec::inspect(&registry, &mut r, &lcodec::Limits::default())
+        .map_err(|e| CliError::new(Some(path), e))?;
     let h = &info.header;
     let t = &info.trailer;
     let m = &h.metadata;
@@ -402,12 +495,20 @@ fn cmd_info(path: &Path) -> CliResult<()> {
     if h.model.id.is_empty() {
         println!("model:           none");
     } else {
-        let hash: String = h.model.weights_hash.iter().map(|b| format!("{b:02x}")).collect();
+        let hash: String = h
+            .model
+            .weights_hash
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         println!("model:           {} (weights {})", h.model.id, hash);
     }
     println!("kind:            {}", m.kind.name());
     if m.width > 0 || m.height > 0 {
-        println!("dimensions:      {} x {} x {} ({} bits)", m.width, m.height, m.channels, m.bit_depth);
+        println!(
+            "dimensions:      {} x {} x {} ({} bits)",
+            m.width, m.height, m.channels, m.bit_depth
+        );
     }
     if m.sample_rate > 0 {
         println!("sample rate:     {} Hz, {} frames", m.sample_rate, m.frames);
@@ -418,11 +519,20 @@ fn cmd_info(path: &Path) -> CliResult<()> {
     println!("original size:   {} bytes", t.original_size);
     println!("compressed size: {} bytes", info.file_len);
     let ratio = t.original_size as f64 / info.file_len.max(1) as f64;
-    let bpb = if t.original_size > 0 { 8.0 * info.file_len as f64 / t.original_size as f64 } else { 0.0 };
+    let bpb = if t.original_size > 0 {
+        8.0 * info.file_len as f64 / t.original_size as f64
+    } else {
+        0.0
+    };
     println!("ratio:           {ratio:.3} ({bpb:.3} bits per byte)");
     println!("chunks:          {}", t.chunks.len());
     if h.has_original_hash {
-        let hash: String = t.original_hash.iter().rev().map(|b| format!("{b:02x}")).collect();
+        let hash: String = t
+            .original_hash
+            .iter()
+            .rev()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         println!("original hash:   xxh3-128 {hash} (verified on decode)");
     }
     Ok(())

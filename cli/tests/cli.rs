@@ -6,7 +6,10 @@ use std::process::{Command, Output, Stdio};
 use rand::{RngCore, SeedableRng};
 
 fn lcodec(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lcodec")).args(args).output().expect("run lcodec")
+    Command::new(env!("CARGO_BIN_EXE_lcodec"))
+        .args(args)
+        .output()
+        .expect("run lcodec")
 }
 
 fn s(p: &Path) -> &str {
@@ -32,9 +35,19 @@ fn round_trip(dir: &Path, input: &Path) {
     let lc = dir.join("x.lc");
     let back = dir.join("x.out");
     let o = lcodec(&["encode", s(input), "-o", s(&lc), "-f"]);
-    assert!(o.status.success(), "encode {}: {}", input.display(), stderr(&o));
+    assert!(
+        o.status.success(),
+        "encode {}: {}",
+        input.display(),
+        stderr(&o)
+    );
     let o = lcodec(&["decode", s(&lc), "-o", s(&back), "-f"]);
-    assert!(o.status.success(), "decode {}: {}", input.display(), stderr(&o));
+    assert!(
+        o.status.success(),
+        "decode {}: {}",
+        input.display(),
+        stderr(&o)
+    );
     let a = std::fs::read(input).expect("read input");
     let b = std::fs::read(&back).expect("read output");
     assert!(a == b, "{} did not round-trip", input.display());
@@ -79,10 +92,21 @@ struct Fixture {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("in.txt");
-    let text: String = (0..20_000).map(|i| format!("line {i} value {}\n", i * 7919 % 1000)).collect();
+    let text: String = (0..20_000)
+        .map(|i| format!("line {i} value {}\n", i * 7919 % 1000))
+        .collect();
     std::fs::write(&input, text).expect("write");
     let lc = dir.path().join("in.lc");
-    let o = lcodec(&["encode", s(&input), "-o", s(&lc), "--chunk-size", "65536"]);
+    let o = lcodec(&[
+        "encode",
+        s(&input),
+        "-o",
+        s(&lc),
+        "--chunk-size",
+        "65536",
+        "--codec",
+        "raw",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     Fixture { dir, input, lc }
 }
@@ -99,9 +123,16 @@ fn truncated_file_fails_cleanly() {
         let o = lcodec(&["decode", s(&cut), "-o", s(&out)]);
         assert_eq!(o.status.code(), Some(1), "truncated to {n}");
         let msg = stderr(&o);
-        assert!(msg.starts_with("lcodec: ") && msg.contains("cut.lc: "), "{msg}");
+        assert!(
+            msg.starts_with("lcodec: ") && msg.contains("cut.lc: "),
+            "{msg}"
+        );
         assert_eq!(msg.trim_end().lines().count(), 1, "{msg}");
-        assert_eq!(listing(f.dir.path()), before, "output or temp file left behind");
+        assert_eq!(
+            listing(f.dir.path()),
+            before,
+            "output or temp file left behind"
+        );
     }
 }
 
@@ -117,7 +148,10 @@ fn bit_flipped_file_fails_cleanly_naming_the_chunk() {
     let o = lcodec(&["decode", s(&bad), "-o", s(&f.dir.path().join("bad.out"))]);
     assert_eq!(o.status.code(), Some(1));
     let msg = stderr(&o);
-    assert!(msg.contains("bad.lc: chunk ") && msg.contains("checksum mismatch"), "{msg}");
+    assert!(
+        msg.contains("bad.lc: chunk ") && msg.contains("checksum mismatch"),
+        "{msg}"
+    );
     assert_eq!(listing(f.dir.path()), before);
     // The input is never modified.
     assert_eq!(std::fs::read(&bad).expect("read"), data);
@@ -130,7 +164,11 @@ fn existing_output_needs_force() {
     let o = lcodec(&["encode", s(&f.input), "-o", s(&f.lc), "-q", "3"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("exists"), "{}", stderr(&o));
-    assert_eq!(std::fs::read(&f.lc).expect("read"), before, "output was modified");
+    assert_eq!(
+        std::fs::read(&f.lc).expect("read"),
+        before,
+        "output was modified"
+    );
     let o = lcodec(&["encode", s(&f.input), "-o", s(&f.lc), "-q", "3", "-f"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_ne!(std::fs::read(&f.lc).expect("read"), before);
@@ -147,7 +185,10 @@ fn info_shows_codec_sizes_and_chunks() {
     let text = String::from_utf8_lossy(&o.stdout);
     let size = std::fs::metadata(&f.input).expect("meta").len();
     assert!(text.contains("codec:           raw (id 1"), "{text}");
-    assert!(text.contains(&format!("original size:   {size} bytes")), "{text}");
+    assert!(
+        text.contains(&format!("original size:   {size} bytes")),
+        "{text}"
+    );
     assert!(text.contains("chunks:          "), "{text}");
     assert!(text.contains("ratio:"), "{text}");
 }
@@ -186,12 +227,23 @@ fn usage_errors_exit_2_and_missing_files_exit_1() {
     assert_eq!(lcodec(&["frobnicate"]).status.code(), Some(2));
     let o = lcodec(&["encode", "/nonexistent/file", "-o", "/tmp/never.lc"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).starts_with("lcodec: /nonexistent/file: "), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("lcodec: /nonexistent/file: "),
+        "{}",
+        stderr(&o)
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let o = lcodec(&["encode", s(dir.path()), "-o", s(&dir.path().join("x.lc"))]);
     assert_eq!(o.status.code(), Some(1));
     let f = fixture();
-    let o = lcodec(&["encode", s(&f.input), "-o", s(&f.dir.path().join("y.lc")), "--codec", "nope"]);
+    let o = lcodec(&[
+        "encode",
+        s(&f.input),
+        "-o",
+        s(&f.dir.path().join("y.lc")),
+        "--codec",
+        "nope",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("unknown codec"), "{}", stderr(&o));
 }
@@ -218,24 +270,39 @@ fn raw_zstd19_matches_zstd_cli_size() {
         let o = lcodec(&["encode", s(f), "-o", s(&lc), "-f", "-q", "19"]);
         assert!(o.status.success(), "{}", stderr(&o));
         ours += std::fs::metadata(&lc).expect("meta").len();
-        let z = Command::new("zstd").args(["-19", "-q", "-c", s(f)]).output().expect("zstd");
+        let z = Command::new("zstd")
+            .args(["-19", "-q", "-c", s(f)])
+            .output()
+            .expect("zstd");
         assert!(z.status.success());
         theirs += z.stdout.len() as u64;
         orig += std::fs::metadata(f).expect("meta").len();
     }
     let r = ours as f64 / theirs as f64;
-    eprintln!("{} files, {orig} bytes: lcodec raw -q 19 {ours} bytes, zstd -19 {theirs} bytes, ratio {r:.4}", files.len());
-    assert!(r <= 1.02, "raw is {:.2}% larger than zstd -19", (r - 1.0) * 100.0);
+    eprintln!(
+        "{} files, {orig} bytes: lcodec raw -q 19 {ours} bytes, zstd -19 {theirs} bytes, ratio {r:.4}",
+        files.len()
+    );
+    assert!(
+        r <= 1.02,
+        "raw is {:.2}% larger than zstd -19",
+        (r - 1.0) * 100.0
+    );
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut entries: Vec<_> = rd.flatten().map(|e| e.path()).collect();
     entries.sort();
     for p in entries {
         if p.is_dir() {
             collect(&p, out);
-        } else if !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("README")) {
+        } else if !p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("README"))
+        {
             out.push(p);
         }
     }

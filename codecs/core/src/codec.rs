@@ -181,10 +181,9 @@ impl EncodeOptions {
     pub fn param<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>> {
         match self.params.get(key) {
             None => Ok(None),
-            Some(v) => v
-                .parse()
-                .map(Some)
-                .map_err(|_| Error::InvalidArgument(format!("parameter {key}={v:?} does not parse"))),
+            Some(v) => v.parse().map(Some).map_err(|_| {
+                Error::InvalidArgument(format!("parameter {key}={v:?} does not parse"))
+            }),
         }
     }
 }
@@ -204,7 +203,12 @@ pub struct DecodeOptions {
 
 impl Default for DecodeOptions {
     fn default() -> Self {
-        DecodeOptions { threads: 0, verify: true, limits: Limits::default(), params: BTreeMap::new() }
+        DecodeOptions {
+            threads: 0,
+            verify: true,
+            limits: Limits::default(),
+            params: BTreeMap::new(),
+        }
     }
 }
 
@@ -218,7 +222,9 @@ impl DecodeOptions {
 /// Resolves a thread count of 0 to the number of available cores.
 pub fn effective_threads(threads: usize) -> usize {
     if threads == 0 {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     } else {
         threads
     }
@@ -246,7 +252,12 @@ pub trait Codec: Send + Sync {
     ///
     /// # Errors
     /// I/O errors from `src` or the sink, and input the codec cannot handle.
-    fn encode(&self, src: &mut dyn Read, sink: &mut ChunkSink<'_>, opts: &EncodeOptions) -> Result<()>;
+    fn encode(
+        &self,
+        src: &mut dyn Read,
+        sink: &mut ChunkSink<'_>,
+        opts: &EncodeOptions,
+    ) -> Result<()>;
 
     /// Decodes the chunks of a file whose header is `header` into `dst`.
     ///

@@ -180,14 +180,21 @@ pub struct ChunkSink<'a> {
 
 impl std::fmt::Debug for ChunkSink<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChunkSink").field("codec", &self.info.name).field("pos", &self.pos).finish()
+        f.debug_struct("ChunkSink")
+            .field("codec", &self.info.name)
+            .field("pos", &self.pos)
+            .finish()
     }
 }
 
 impl<'a> ChunkSink<'a> {
     /// A sink writing a container for `info`'s codec to `out`. `file_name` is stored in
     /// the header when `Some` (the default metadata; a codec's `begin` may override it).
-    pub fn new(out: &'a mut dyn Write, info: &'static CodecInfo, file_name: Option<String>) -> Self {
+    pub fn new(
+        out: &'a mut dyn Write,
+        info: &'static CodecInfo,
+        file_name: Option<String>,
+    ) -> Self {
         let mut default_meta = Metadata::new(info.kind);
         default_meta.file_name = file_name;
         ChunkSink {
@@ -213,7 +220,9 @@ impl<'a> ChunkSink<'a> {
     /// [`Error::InvalidArgument`] if called twice or a field is too long; I/O errors.
     pub fn begin(&mut self, mut meta: Metadata, model: ModelRef, params: &[u8]) -> Result<()> {
         if self.header_written {
-            return Err(Error::InvalidArgument("ChunkSink::begin called twice".into()));
+            return Err(Error::InvalidArgument(
+                "ChunkSink::begin called twice".into(),
+            ));
         }
         if meta.file_name.is_none() {
             meta.file_name = self.default_meta.file_name.clone();
@@ -245,8 +254,9 @@ impl<'a> ChunkSink<'a> {
     /// [`Error::InvalidArgument`] if the payload is 4 GiB or more; I/O errors.
     pub fn push(&mut self, payload: &[u8], raw_len: u32) -> Result<()> {
         self.ensure_header()?;
-        let comp_len = u32::try_from(payload.len())
-            .map_err(|_| Error::InvalidArgument(format!("chunk payload of {} bytes", payload.len())))?;
+        let comp_len = u32::try_from(payload.len()).map_err(|_| {
+            Error::InvalidArgument(format!("chunk payload of {} bytes", payload.len()))
+        })?;
         let crc = chunk_crc(comp_len, raw_len, payload);
         let offset = self.pos;
         let mut rec = [0u8; CHUNK_RECORD_OVERHEAD as usize];
@@ -256,7 +266,12 @@ impl<'a> ChunkSink<'a> {
         rec[9..13].copy_from_slice(&crc.to_le_bytes());
         self.write_all(&rec)?;
         self.write_all(payload)?;
-        self.table.push(ChunkEntry { offset, comp_len, raw_len, crc });
+        self.table.push(ChunkEntry {
+            offset,
+            comp_len,
+            raw_len,
+            crc,
+        });
         Ok(())
     }
 
@@ -283,7 +298,8 @@ impl<'a> ChunkSink<'a> {
     pub fn finish(mut self, original_size: u64, original_hash: Option<[u8; 16]>) -> Result<u64> {
         self.ensure_header()?;
         let trailer_offset = self.pos;
-        let mut t = Vec::with_capacity(trailer_body_len(self.index.len(), self.table.len()) as usize);
+        let mut t =
+            Vec::with_capacity(trailer_body_len(self.index.len(), self.table.len()) as usize);
         t.push(TAG_TRAILER);
         t.extend_from_slice(&(self.table.len() as u64).to_le_bytes());
         t.extend_from_slice(&original_size.to_le_bytes());
@@ -309,13 +325,19 @@ impl<'a> ChunkSink<'a> {
 }
 
 fn put_str8(b: &mut Vec<u8>, s: &[u8], what: &str) -> Result<()> {
-    let n = u8::try_from(s.len()).map_err(|_| Error::InvalidArgument(format!("{what} longer than 255 bytes")))?;
+    let n = u8::try_from(s.len())
+        .map_err(|_| Error::InvalidArgument(format!("{what} longer than 255 bytes")))?;
     b.push(n);
     b.extend_from_slice(s);
     Ok(())
 }
 
-fn encode_header(info: &CodecInfo, model: &ModelRef, meta: &Metadata, params: &[u8]) -> Result<Vec<u8>> {
+fn encode_header(
+    info: &CodecInfo,
+    model: &ModelRef,
+    meta: &Metadata,
+    params: &[u8],
+) -> Result<Vec<u8>> {
     let mut body = Vec::new();
     body.extend_from_slice(&info.id.0.to_le_bytes());
     body.extend_from_slice(&info.version.to_le_bytes());
@@ -335,14 +357,16 @@ fn encode_header(info: &CodecInfo, model: &ModelRef, meta: &Metadata, params: &[
         .map_err(|_| Error::InvalidArgument("file name longer than 65535 bytes".into()))?;
     body.extend_from_slice(&name_len.to_le_bytes());
     body.extend_from_slice(name);
-    let plen = u32::try_from(params.len()).map_err(|_| Error::InvalidArgument("codec params over 4 GiB".into()))?;
+    let plen = u32::try_from(params.len())
+        .map_err(|_| Error::InvalidArgument("codec params over 4 GiB".into()))?;
     body.extend_from_slice(&plen.to_le_bytes());
     body.extend_from_slice(params);
 
     let mut out = Vec::with_capacity(body.len() + 18);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    let blen = u32::try_from(body.len()).map_err(|_| Error::InvalidArgument("header over 4 GiB".into()))?;
+    let blen = u32::try_from(body.len())
+        .map_err(|_| Error::InvalidArgument("header over 4 GiB".into()))?;
     out.extend_from_slice(&blen.to_le_bytes());
     out.extend_from_slice(&body);
     let crc = crc32c::crc32c(&out);
@@ -382,7 +406,10 @@ struct Cur<'b> {
 impl<'b> Cur<'b> {
     fn take(&mut self, n: usize, what: &str) -> Result<&'b [u8]> {
         if self.b.len() - self.at < n {
-            return Err(Error::malformed(self.base + self.at as u64, format!("{what} runs past the end of its structure")));
+            return Err(Error::malformed(
+                self.base + self.at as u64,
+                format!("{what} runs past the end of its structure"),
+            ));
         }
         let s = &self.b[self.at..self.at + n];
         self.at += n;
@@ -420,9 +447,17 @@ pub fn read_header(r: &mut dyn Read, limits: &Limits) -> Result<Header> {
     let mut fixed = [0u8; 14];
     read_exact_tracked(r, &mut pos, &mut fixed[..8], "the .lc magic bytes")?;
     if fixed[..8] != MAGIC {
-        return Err(Error::malformed(0, "not an .lc file (magic bytes do not match)"));
+        return Err(Error::malformed(
+            0,
+            "not an .lc file (magic bytes do not match)",
+        ));
     }
-    read_exact_tracked(r, &mut pos, &mut fixed[8..14], "format version and header length")?;
+    read_exact_tracked(
+        r,
+        &mut pos,
+        &mut fixed[8..14],
+        "format version and header length",
+    )?;
     let version = u16::from_le_bytes([fixed[8], fixed[9]]);
     if version == 0 || version > FORMAT_VERSION {
         return Err(Error::Unsupported(format!(
@@ -437,9 +472,15 @@ pub fn read_header(r: &mut dyn Read, limits: &Limits) -> Result<Header> {
     read_exact_tracked(r, &mut pos, &mut crcb, "header checksum")?;
     let crc = crc32c::crc32c_append(crc32c::crc32c(&fixed), &body);
     if crc != u32::from_le_bytes(crcb) {
-        return Err(Error::Checksum { location: ChecksumLocation::Header });
+        return Err(Error::Checksum {
+            location: ChecksumLocation::Header,
+        });
     }
-    let mut c = Cur { b: &body, at: 0, base: 14 };
+    let mut c = Cur {
+        b: &body,
+        at: 0,
+        base: 14,
+    };
     let codec_id = CodecId(c.u16("codec id")?);
     let codec_version = c.u16("codec version")?;
     let flags = c.u16("flags")?;
@@ -454,7 +495,8 @@ pub fn read_header(r: &mut dyn Read, limits: &Limits) -> Result<Header> {
     let weights_hash = c.take(n, "weights hash")?.to_vec();
     let kind_at = c.pos();
     let kb = c.u8("kind")?;
-    let kind = Kind::from_u8(kb).ok_or_else(|| Error::malformed(kind_at, format!("unknown kind {kb}")))?;
+    let kind =
+        Kind::from_u8(kb).ok_or_else(|| Error::malformed(kind_at, format!("unknown kind {kb}")))?;
     let width = c.u32("width")?;
     let height = c.u32("height")?;
     let channels = c.u16("channels")?;
@@ -467,30 +509,58 @@ pub fn read_header(r: &mut dyn Read, limits: &Limits) -> Result<Header> {
     let file_name = if n == 0 {
         None
     } else {
-        Some(String::from_utf8(name.to_vec()).map_err(|_| Error::malformed(name_at, "file name is not UTF-8"))?)
+        Some(
+            String::from_utf8(name.to_vec())
+                .map_err(|_| Error::malformed(name_at, "file name is not UTF-8"))?,
+        )
     };
     let n = c.u32("codec params length")? as usize;
     let params = c.take(n, "codec params")?.to_vec();
     if c.at != body.len() {
-        return Err(Error::malformed(c.pos(), format!("{} unexpected bytes at the end of the header", body.len() - c.at)));
+        return Err(Error::malformed(
+            c.pos(),
+            format!(
+                "{} unexpected bytes at the end of the header",
+                body.len() - c.at
+            ),
+        ));
     }
     Ok(Header {
         format_version: version,
         codec_id,
         codec_version,
         has_original_hash: flags & FLAG_ORIGINAL_HASH != 0,
-        model: ModelRef { id: model_id, weights_hash },
-        metadata: Metadata { kind, width, height, channels, bit_depth, sample_rate, frames, file_name },
+        model: ModelRef {
+            id: model_id,
+            weights_hash,
+        },
+        metadata: Metadata {
+            kind,
+            width,
+            height,
+            channels,
+            bit_depth,
+            sample_rate,
+            frames,
+            file_name,
+        },
         params,
         len: pos,
     })
 }
 
 fn parse_trailer_body(body: &[u8], offset: u64, limits: &Limits) -> Result<Trailer> {
-    let mut c = Cur { b: body, at: 0, base: offset };
+    let mut c = Cur {
+        b: body,
+        at: 0,
+        base: offset,
+    };
     let tag = c.u8("trailer tag")?;
     if tag != TAG_TRAILER {
-        return Err(Error::malformed(offset, format!("expected trailer tag 0x54, found {tag:#04x}")));
+        return Err(Error::malformed(
+            offset,
+            format!("expected trailer tag 0x54, found {tag:#04x}"),
+        ));
     }
     let count = c.u64("chunk count")?;
     Limits::check(count, limits.max_chunks, "chunk count")?;
@@ -503,7 +573,10 @@ fn parse_trailer_body(body: &[u8], offset: u64, limits: &Limits) -> Result<Trail
         .checked_mul(TABLE_ENTRY_BYTES)
         .ok_or_else(|| Error::malformed(c.pos(), "chunk count overflows"))?;
     if table_bytes > (body.len() - c.at) as u64 {
-        return Err(Error::malformed(c.pos(), format!("chunk table of {count} entries runs past the trailer")));
+        return Err(Error::malformed(
+            c.pos(),
+            format!("chunk table of {count} entries runs past the trailer"),
+        ));
     }
     let mut chunks = Vec::with_capacity(count as usize);
     for _ in 0..count {
@@ -511,18 +584,34 @@ fn parse_trailer_body(body: &[u8], offset: u64, limits: &Limits) -> Result<Trail
         let comp_len = c.u32("chunk length")?;
         let raw_len = c.u32("chunk raw length")?;
         let crc = c.u32("chunk crc")?;
-        chunks.push(ChunkEntry { offset, comp_len, raw_len, crc });
+        chunks.push(ChunkEntry {
+            offset,
+            comp_len,
+            raw_len,
+            crc,
+        });
     }
     let crc_at = c.pos();
     let crc = c.u32("trailer checksum")?;
     if c.at != body.len() {
-        return Err(Error::malformed(c.pos(), "unexpected bytes after the trailer checksum"));
+        return Err(Error::malformed(
+            c.pos(),
+            "unexpected bytes after the trailer checksum",
+        ));
     }
     if crc32c::crc32c(&body[..body.len() - 4]) != crc {
         let _ = crc_at;
-        return Err(Error::Checksum { location: ChecksumLocation::Trailer });
+        return Err(Error::Checksum {
+            location: ChecksumLocation::Trailer,
+        });
     }
-    Ok(Trailer { offset, original_size, original_hash, index, chunks })
+    Ok(Trailer {
+        offset,
+        original_size,
+        original_hash,
+        index,
+        chunks,
+    })
 }
 
 enum Mode<'a> {
@@ -543,21 +632,37 @@ pub struct ChunkSource<'a> {
 
 impl std::fmt::Debug for ChunkSource<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChunkSource").field("pos", &self.pos).field("next", &self.next).finish()
+        f.debug_struct("ChunkSource")
+            .field("pos", &self.pos)
+            .field("next", &self.next)
+            .finish()
     }
 }
 
 impl<'a> ChunkSource<'a> {
     /// A sequential source over `r`, positioned just after a header of `header_len` bytes.
     pub fn stream(r: &'a mut dyn Read, header_len: u64, limits: Limits, verify: bool) -> Self {
-        ChunkSource { mode: Mode::Stream(r), limits, verify, pos: header_len, next: 0, seen: Vec::new(), trailer: None }
+        ChunkSource {
+            mode: Mode::Stream(r),
+            limits,
+            verify,
+            pos: header_len,
+            next: 0,
+            seen: Vec::new(),
+            trailer: None,
+        }
     }
 
     /// A random-access source over a seekable file: reads and validates the trailer first.
     ///
     /// # Errors
     /// A missing, truncated or damaged trailer / footer, chunk offsets that do not fit.
-    pub fn seekable(r: &'a mut dyn ReadSeek, header: &Header, limits: Limits, verify: bool) -> Result<Self> {
+    pub fn seekable(
+        r: &'a mut dyn ReadSeek,
+        header: &Header,
+        limits: Limits,
+        verify: bool,
+    ) -> Result<Self> {
         let trailer = read_trailer_seek(r, header, &limits)?;
         r.seek(SeekFrom::Start(header.len))?;
         Ok(ChunkSource {
@@ -601,14 +706,25 @@ impl<'a> ChunkSource<'a> {
                 }
                 // Seekable: the trailer was read up front; make sure the sequence matched.
                 if self.pos != t.offset {
-                    return Err(Error::malformed(self.pos, format!("chunk records end here but the trailer starts at {}", t.offset)));
+                    return Err(Error::malformed(
+                        self.pos,
+                        format!(
+                            "chunk records end here but the trailer starts at {}",
+                            t.offset
+                        ),
+                    ));
                 }
                 return Ok(None);
             }
         }
         let mut pos = self.pos;
         let mut tag = [0u8; 1];
-        read_exact_tracked(self.reader(), &mut pos, &mut tag, "a chunk record or the trailer")?;
+        read_exact_tracked(
+            self.reader(),
+            &mut pos,
+            &mut tag,
+            "a chunk record or the trailer",
+        )?;
         match tag[0] {
             TAG_CHUNK => {}
             TAG_TRAILER if matches!(self.mode, Mode::Stream(_)) => {
@@ -617,7 +733,10 @@ impl<'a> ChunkSource<'a> {
                 return Ok(None);
             }
             t => {
-                return Err(Error::malformed(self.pos, format!("expected a chunk record (tag 0x43) or trailer (0x54), found {t:#04x}")));
+                return Err(Error::malformed(
+                    self.pos,
+                    format!("expected a chunk record (tag 0x43) or trailer (0x54), found {t:#04x}"),
+                ));
             }
         }
         let offset = self.pos;
@@ -627,26 +746,56 @@ impl<'a> ChunkSource<'a> {
         let raw_len = u32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]);
         let crc = u32::from_le_bytes([rec[8], rec[9], rec[10], rec[11]]);
         let index = self.next;
-        Limits::check(comp_len as u64, self.limits.max_chunk_bytes, &format!("chunk {index} length"))?;
-        Limits::check(raw_len as u64, self.limits.max_chunk_raw_bytes, &format!("chunk {index} decoded length"))?;
+        Limits::check(
+            comp_len as u64,
+            self.limits.max_chunk_bytes,
+            &format!("chunk {index} length"),
+        )?;
+        Limits::check(
+            raw_len as u64,
+            self.limits.max_chunk_raw_bytes,
+            &format!("chunk {index} decoded length"),
+        )?;
         Limits::check(index + 1, self.limits.max_chunks, "chunk count")?;
         if let Some(t) = &self.trailer {
             let e = t.chunks[index as usize];
-            if e.offset != offset || e.comp_len != comp_len || e.raw_len != raw_len || e.crc != crc {
-                return Err(Error::malformed(offset, format!("chunk {index} record does not match the chunk table")));
+            if e.offset != offset || e.comp_len != comp_len || e.raw_len != raw_len || e.crc != crc
+            {
+                return Err(Error::malformed(
+                    offset,
+                    format!("chunk {index} record does not match the chunk table"),
+                ));
             }
         }
-        let mut payload = crate::limits::try_alloc_bytes(comp_len as u64, &self.limits, "chunk payload")?;
-        read_exact_tracked(self.reader(), &mut pos, &mut payload, &format!("chunk {index} payload ({comp_len} bytes)"))?;
+        let mut payload =
+            crate::limits::try_alloc_bytes(comp_len as u64, &self.limits, "chunk payload")?;
+        read_exact_tracked(
+            self.reader(),
+            &mut pos,
+            &mut payload,
+            &format!("chunk {index} payload ({comp_len} bytes)"),
+        )?;
         if self.verify && chunk_crc(comp_len, raw_len, &payload) != crc {
-            return Err(Error::Checksum { location: ChecksumLocation::Chunk { index, offset } });
+            return Err(Error::Checksum {
+                location: ChecksumLocation::Chunk { index, offset },
+            });
         }
         if self.trailer.is_none() {
-            self.seen.push(ChunkEntry { offset, comp_len, raw_len, crc });
+            self.seen.push(ChunkEntry {
+                offset,
+                comp_len,
+                raw_len,
+                crc,
+            });
         }
         self.pos = pos;
         self.next += 1;
-        Ok(Some(Chunk { index, offset, raw_len, payload }))
+        Ok(Some(Chunk {
+            index,
+            offset,
+            raw_len,
+            payload,
+        }))
     }
 
     /// Reads up to `n` chunks in order (fewer at the end).
@@ -674,22 +823,34 @@ impl<'a> ChunkSource<'a> {
             .trailer
             .as_ref()
             .ok_or_else(|| Error::InvalidArgument("random access needs a seekable input".into()))?;
-        let e = *t
-            .chunks
-            .get(index as usize)
-            .ok_or_else(|| Error::InvalidArgument(format!("chunk {index} of {}", t.chunks.len())))?;
+        let e = *t.chunks.get(index as usize).ok_or_else(|| {
+            Error::InvalidArgument(format!("chunk {index} of {}", t.chunks.len()))
+        })?;
         let Mode::Seek(r) = &mut self.mode else {
-            return Err(Error::InvalidArgument("random access needs a seekable input".into()));
+            return Err(Error::InvalidArgument(
+                "random access needs a seekable input".into(),
+            ));
         };
         r.seek(SeekFrom::Start(e.offset + CHUNK_RECORD_OVERHEAD))?;
-        let mut payload = crate::limits::try_alloc_bytes(e.comp_len as u64, &self.limits, "chunk payload")?;
+        let mut payload =
+            crate::limits::try_alloc_bytes(e.comp_len as u64, &self.limits, "chunk payload")?;
         let mut p = e.offset + CHUNK_RECORD_OVERHEAD;
         read_exact_tracked(*r, &mut p, &mut payload, &format!("chunk {index} payload"))?;
         r.seek(SeekFrom::Start(self.pos))?;
         if self.verify && chunk_crc(e.comp_len, e.raw_len, &payload) != e.crc {
-            return Err(Error::Checksum { location: ChecksumLocation::Chunk { index, offset: e.offset } });
+            return Err(Error::Checksum {
+                location: ChecksumLocation::Chunk {
+                    index,
+                    offset: e.offset,
+                },
+            });
         }
-        Ok(Chunk { index, offset: e.offset, raw_len: e.raw_len, payload })
+        Ok(Chunk {
+            index,
+            offset: e.offset,
+            raw_len: e.raw_len,
+            payload,
+        })
     }
 
     fn read_stream_trailer(&mut self) -> Result<()> {
@@ -700,9 +861,19 @@ impl<'a> ChunkSource<'a> {
         let count = u64::from_le_bytes(fixed[0..8].try_into().unwrap_or([0; 8]));
         let index_len = u32::from_le_bytes(fixed[32..36].try_into().unwrap_or([0; 4])) as u64;
         if count != self.seen.len() as u64 {
-            return Err(Error::malformed(start, format!("trailer lists {count} chunks, the file has {}", self.seen.len())));
+            return Err(Error::malformed(
+                start,
+                format!(
+                    "trailer lists {count} chunks, the file has {}",
+                    self.seen.len()
+                ),
+            ));
         }
-        Limits::check(index_len, self.limits.max_header_bytes, "codec index length")?;
+        Limits::check(
+            index_len,
+            self.limits.max_header_bytes,
+            "codec index length",
+        )?;
         let rest = index_len + count * TABLE_ENTRY_BYTES + 4;
         let mut body = crate::limits::try_alloc_bytes(1 + 36 + rest, &self.limits, "trailer")?;
         body[0] = TAG_TRAILER;
@@ -710,7 +881,10 @@ impl<'a> ChunkSource<'a> {
         read_exact_tracked(self.reader(), &mut pos, &mut body[37..], "trailer")?;
         let t = parse_trailer_body(&body, start, &self.limits)?;
         if t.chunks != self.seen {
-            return Err(Error::malformed(start, "chunk table does not match the chunk records"));
+            return Err(Error::malformed(
+                start,
+                "chunk table does not match the chunk records",
+            ));
         }
         let mut footer = [0u8; FOOTER_BYTES as usize];
         read_exact_tracked(self.reader(), &mut pos, &mut footer, "footer")?;
@@ -722,7 +896,12 @@ impl<'a> ChunkSource<'a> {
         loop {
             match self.reader().read(&mut extra) {
                 Ok(0) => break,
-                Ok(_) => return Err(Error::malformed(pos, "unexpected data after the end of the .lc file")),
+                Ok(_) => {
+                    return Err(Error::malformed(
+                        pos,
+                        "unexpected data after the end of the .lc file",
+                    ));
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e.into()),
             }
@@ -740,9 +919,15 @@ impl<'a> ChunkSource<'a> {
     pub fn finish(mut self) -> Result<Trailer> {
         match self.next_chunk()? {
             None => {}
-            Some(c) => return Err(Error::malformed(c.offset, format!("chunk {} was not consumed by the codec", c.index))),
+            Some(c) => {
+                return Err(Error::malformed(
+                    c.offset,
+                    format!("chunk {} was not consumed by the codec", c.index),
+                ));
+            }
         }
-        self.trailer.ok_or_else(|| Error::malformed(self.pos, "missing trailer"))
+        self.trailer
+            .ok_or_else(|| Error::malformed(self.pos, "missing trailer"))
     }
 }
 
@@ -750,7 +935,11 @@ impl<'a> ChunkSource<'a> {
 ///
 /// # Errors
 /// A missing or damaged footer / trailer, chunk offsets outside the file.
-pub fn read_trailer_seek(r: &mut dyn ReadSeek, header: &Header, limits: &Limits) -> Result<Trailer> {
+pub fn read_trailer_seek(
+    r: &mut dyn ReadSeek,
+    header: &Header,
+    limits: &Limits,
+) -> Result<Trailer> {
     let file_len = r.seek(SeekFrom::End(0))?;
     if file_len < header.len + FOOTER_BYTES {
         return Err(Error::truncated(file_len, "the trailer and footer"));
@@ -760,14 +949,26 @@ pub fn read_trailer_seek(r: &mut dyn ReadSeek, header: &Header, limits: &Limits)
     let mut p = file_len - FOOTER_BYTES;
     read_exact_tracked(r, &mut p, &mut footer, "footer")?;
     if footer[8..] != END_MAGIC {
-        return Err(Error::truncated(file_len, "the end-of-file marker (file truncated or damaged)"));
+        return Err(Error::truncated(
+            file_len,
+            "the end-of-file marker (file truncated or damaged)",
+        ));
     }
     let toff = u64::from_le_bytes(footer[..8].try_into().unwrap_or([0; 8]));
     if toff < header.len || toff > file_len - FOOTER_BYTES {
-        return Err(Error::malformed(file_len - FOOTER_BYTES, format!("trailer offset {toff} outside the file")));
+        return Err(Error::malformed(
+            file_len - FOOTER_BYTES,
+            format!("trailer offset {toff} outside the file"),
+        ));
     }
     let tlen = file_len - FOOTER_BYTES - toff;
-    Limits::check(tlen, limits.max_header_bytes.saturating_add(limits.max_chunks.saturating_mul(TABLE_ENTRY_BYTES)), "trailer length")?;
+    Limits::check(
+        tlen,
+        limits
+            .max_header_bytes
+            .saturating_add(limits.max_chunks.saturating_mul(TABLE_ENTRY_BYTES)),
+        "trailer length",
+    )?;
     let mut body = crate::limits::try_alloc_bytes(tlen, limits, "trailer")?;
     r.seek(SeekFrom::Start(toff))?;
     let mut p = toff;
@@ -776,12 +977,21 @@ pub fn read_trailer_seek(r: &mut dyn ReadSeek, header: &Header, limits: &Limits)
     let mut expect = header.len;
     for (i, e) in t.chunks.iter().enumerate() {
         if e.offset != expect {
-            return Err(Error::malformed(toff, format!("chunk table entry {i}: offset {} (expected {expect})", e.offset)));
+            return Err(Error::malformed(
+                toff,
+                format!(
+                    "chunk table entry {i}: offset {} (expected {expect})",
+                    e.offset
+                ),
+            ));
         }
         expect = e.offset + CHUNK_RECORD_OVERHEAD + e.comp_len as u64;
     }
     if expect != toff {
-        return Err(Error::malformed(toff, format!("chunks end at {expect} but the trailer starts at {toff}")));
+        return Err(Error::malformed(
+            toff,
+            format!("chunks end at {expect} but the trailer starts at {toff}"),
+        ));
     }
     Ok(t)
 }
@@ -799,7 +1009,11 @@ pub struct HashingReader<R> {
 impl<R: Read> HashingReader<R> {
     /// Wraps `inner`.
     pub fn new(inner: R) -> Self {
-        HashingReader { inner, hasher: Xxh3::new(), count: 0 }
+        HashingReader {
+            inner,
+            hasher: Xxh3::new(),
+            count: 0,
+        }
     }
     /// Bytes read so far.
     pub fn count(&self) -> u64 {
@@ -830,7 +1044,11 @@ pub struct HashingWriter<W> {
 impl<W: Write> HashingWriter<W> {
     /// Wraps `inner`.
     pub fn new(inner: W) -> Self {
-        HashingWriter { inner, hasher: Xxh3::new(), count: 0 }
+        HashingWriter {
+            inner,
+            hasher: Xxh3::new(),
+            count: 0,
+        }
     }
     /// Bytes written so far.
     pub fn count(&self) -> u64 {

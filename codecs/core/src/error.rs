@@ -90,7 +90,9 @@ impl fmt::Display for ChecksumLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ChecksumLocation::Header => write!(f, "header"),
-            ChecksumLocation::Chunk { index, offset } => write!(f, "chunk {index} (offset {offset})"),
+            ChecksumLocation::Chunk { index, offset } => {
+                write!(f, "chunk {index} (offset {offset})")
+            }
             ChecksumLocation::Trailer => write!(f, "trailer"),
             ChecksumLocation::Original => write!(f, "decoded data (hash of the original)"),
         }
@@ -100,14 +102,23 @@ impl fmt::Display for ChecksumLocation {
 impl Error {
     /// Shorthand for [`Error::Malformed`].
     pub fn malformed(offset: u64, what: impl Into<String>) -> Self {
-        Error::Malformed { offset, what: what.into() }
+        Error::Malformed {
+            offset,
+            what: what.into(),
+        }
     }
     /// Shorthand for [`Error::Truncated`].
     pub fn truncated(offset: u64, what: impl Into<String>) -> Self {
-        Error::Truncated { offset, what: what.into() }
+        Error::Truncated {
+            offset,
+            what: what.into(),
+        }
     }
     /// Shorthand for [`Error::Codec`].
     pub fn codec(codec: &'static str, message: impl Into<String>) -> Self {
-        Error::Codec { codec, message: message.into() }
+        Error::Codec {
+            codec,
+            message: message.into(),
+        }
     }
 }

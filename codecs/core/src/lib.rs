@@ -13,8 +13,11 @@ mod limits;
 pub mod parallel;
 
 pub use codec::{
-    effective_threads, extension, Codec, CodecId, CodecInfo, Confidence, DecodeOptions, EncodeOptions, Kind,
+    Codec, CodecId, CodecInfo, Confidence, DecodeOptions, EncodeOptions, Kind, effective_threads,
+    extension,
 };
-pub use container::{Chunk, ChunkEntry, ChunkSink, ChunkSource, Header, Metadata, ModelRef, Trailer};
+pub use container::{
+    Chunk, ChunkEntry, ChunkSink, ChunkSource, Header, Metadata, ModelRef, Trailer,
+};
 pub use error::{ChecksumLocation, Error, Result};
-pub use limits::{try_alloc_bytes, Limits};
+pub use limits::{Limits, MAX_CHUNK_DEFAULT, try_alloc_bytes};

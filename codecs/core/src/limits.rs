@@ -20,11 +20,16 @@ pub struct Limits {
     pub max_alloc: u64,
 }
 
+/// Default bound on a chunk's stored and decoded size (256 MiB); encoders refuse larger chunks.
+pub const MAX_CHUNK_DEFAULT: u64 = 256 << 20;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_chunk_bytes: 1 << 31,
-            max_chunk_raw_bytes: 1 << 31,
+            // Codecs write chunks of a few MiB; 256 MiB keeps a hostile chunk that
+            // declares a huge decoded size from costing gigabytes.
+            max_chunk_bytes: MAX_CHUNK_DEFAULT,
+            max_chunk_raw_bytes: MAX_CHUNK_DEFAULT,
             max_chunks: 1 << 24,
             max_header_bytes: 64 << 20,
             max_alloc: 4 << 30,

@@ -5,8 +5,8 @@
 //! order equals input order whatever the thread count.
 
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::container::{Chunk, ChunkSink, ChunkSource};
 use crate::{Error, Result};
@@ -129,7 +129,11 @@ pub fn decode_byte_chunks(
         let decoded = map_parallel(&batch, threads, &|c: &Chunk| {
             let out = f(c)?;
             if out.len() != c.raw_len as usize {
-                return Err(c.malformed(format!("decoded to {} bytes, expected {}", out.len(), c.raw_len)));
+                return Err(c.malformed(format!(
+                    "decoded to {} bytes, expected {}",
+                    out.len(),
+                    c.raw_len
+                )));
             }
             Ok(out)
         })?;

@@ -3,7 +3,7 @@
 
 use std::io::Cursor;
 
-use lcodec_core::container::{read_header, ChunkSink, ChunkSource};
+use lcodec_core::container::{ChunkSink, ChunkSource, read_header};
 use lcodec_core::{CodecId, CodecInfo, Kind, Limits, Metadata, ModelRef};
 use proptest::prelude::*;
 
@@ -29,7 +29,7 @@ proptest! {
         name in proptest::option::of("[a-zA-Z0-9._ -]{1,40}"),
         model_id in "[a-z0-9-]{0,30}", weights_hash in proptest::collection::vec(any::<u8>(), 0..40),
         params in proptest::collection::vec(any::<u8>(), 0..100),
-        chunks in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..300), 0u32..(1 << 31)), 0..8),
+        chunks in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..300), 0u32..(256 << 20)), 0..8),
         index in proptest::collection::vec(any::<u8>(), 0..50),
         original_size in any::<u64>(), hash in any::<[u8; 16]>(),
     ) {
@@ -88,16 +88,27 @@ fn newer_format_version_is_refused_before_parsing() {
     sink.finish(0, None).expect("finish");
     file[8] = 2;
     let err = read_header(&mut &file[..], &Limits::default()).expect_err("accepted version 2");
-    assert!(err.to_string().contains("container format version 2"), "{err}");
+    assert!(
+        err.to_string().contains("container format version 2"),
+        "{err}"
+    );
 }
 
 #[test]
 fn header_over_the_limit_is_refused() {
     let mut file = Vec::new();
     let mut sink = ChunkSink::new(&mut file, &INFO, None);
-    sink.begin(Metadata::new(Kind::Bytes), ModelRef::default(), &vec![0u8; 5000]).expect("begin");
+    sink.begin(
+        Metadata::new(Kind::Bytes),
+        ModelRef::default(),
+        &vec![0u8; 5000],
+    )
+    .expect("begin");
     sink.finish(0, None).expect("finish");
-    let limits = Limits { max_header_bytes: 1000, ..Limits::default() };
+    let limits = Limits {
+        max_header_bytes: 1000,
+        ..Limits::default()
+    };
     let err = read_header(&mut &file[..], &limits).expect_err("accepted");
     assert!(matches!(err, lcodec_core::Error::Limit(_)), "{err}");
 }

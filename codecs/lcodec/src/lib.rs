@@ -26,12 +26,14 @@
 
 use std::io::{Read, Seek, Write};
 
-pub use lcodec_core::{
-    container, parallel, Codec, CodecId, CodecInfo, Confidence, DecodeOptions, EncodeOptions, Error, Header, Kind,
-    Limits, Metadata, ModelRef, Result, Trailer,
-};
-use lcodec_core::container::{read_header, read_trailer_seek, ChunkSink, ChunkSource, HashingReader, HashingWriter};
 use lcodec_core::ChecksumLocation;
+use lcodec_core::container::{
+    ChunkSink, ChunkSource, HashingReader, HashingWriter, read_header, read_trailer_seek,
+};
+pub use lcodec_core::{
+    Codec, CodecId, CodecInfo, Confidence, DecodeOptions, EncodeOptions, Error, Header, Kind,
+    Limits, Metadata, ModelRef, Result, Trailer, container, parallel,
+};
 
 /// Bytes of input examined for detection.
 pub const SNIFF_BYTES: usize = 64 * 1024;
@@ -43,7 +45,9 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.codecs.iter().map(|c| c.info().name)).finish()
+        f.debug_list()
+            .entries(self.codecs.iter().map(|c| c.info().name))
+            .finish()
     }
 }
 
@@ -90,7 +94,8 @@ impl Registry {
 
     /// The codec with this name.
     pub fn by_name(&self, name: &str) -> Option<&dyn Codec> {
-        self.codecs().find(|c| c.info().name.eq_ignore_ascii_case(name))
+        self.codecs()
+            .find(|c| c.info().name.eq_ignore_ascii_case(name))
     }
 
     /// Picks the best codec for an input from its first bytes and file name.
@@ -108,7 +113,10 @@ impl Registry {
     fn resolve(&self, name: &str) -> Result<&dyn Codec> {
         self.by_name(name).ok_or_else(|| {
             let names: Vec<_> = self.codecs().map(|c| c.info().name).collect();
-            Error::InvalidArgument(format!("unknown codec {name:?} (this build has: {})", names.join(", ")))
+            Error::InvalidArgument(format!(
+                "unknown codec {name:?} (this build has: {})",
+                names.join(", ")
+            ))
         })
     }
 }
@@ -129,7 +137,12 @@ pub struct EncodeReport {
 ///
 /// # Errors
 /// I/O errors, an unknown codec name, input the chosen codec cannot handle.
-pub fn encode(registry: &Registry, src: &mut dyn Read, dst: &mut dyn Write, opts: &EncodeOptions) -> Result<EncodeReport> {
+pub fn encode(
+    registry: &Registry,
+    src: &mut dyn Read,
+    dst: &mut dyn Write,
+    opts: &EncodeOptions,
+) -> Result<EncodeReport> {
     // Read a prefix for detection, then chain it back in front of the rest.
     let mut head = vec![0u8; SNIFF_BYTES];
     let n = lcodec_core::parallel::read_full(src, &mut head)?;
@@ -145,15 +158,36 @@ pub fn encode(registry: &Registry, src: &mut dyn Read, dst: &mut dyn Write, opts
 ///
 /// # Errors
 /// As [`encode`].
-pub fn encode_with(codec: &dyn Codec, src: &mut dyn Read, dst: &mut dyn Write, opts: &EncodeOptions) -> Result<EncodeReport> {
+pub fn encode_with(
+    codec: &dyn Codec,
+    src: &mut dyn Read,
+    dst: &mut dyn Write,
+    opts: &EncodeOptions,
+) -> Result<EncodeReport> {
     let info = codec.info();
+    if let Some(c) = opts.chunk_size {
+        if c == 0 || c as u64 > lcodec_core::MAX_CHUNK_DEFAULT {
+            return Err(Error::InvalidArgument(format!(
+                "chunk size {c} (expected 1..={} bytes, so default decoders accept the file)",
+                lcodec_core::MAX_CHUNK_DEFAULT
+            )));
+        }
+    }
     let mut hr = HashingReader::new(src);
-    let stored_name = if opts.store_name { opts.file_name.as_ref().map(|n| base_name(n)) } else { None };
+    let stored_name = if opts.store_name {
+        opts.file_name.as_ref().map(|n| base_name(n))
+    } else {
+        None
+    };
     let mut sink = ChunkSink::new(dst, info, stored_name);
     codec.encode(&mut hr, &mut sink, opts)?;
     let hash = info.lossless.then(|| hr.digest());
     let compressed_size = sink.finish(hr.count(), hash)?;
-    Ok(EncodeReport { codec: info.name, original_size: hr.count(), compressed_size })
+    Ok(EncodeReport {
+        codec: info.name,
+        original_size: hr.count(),
+        compressed_size,
+    })
 }
 
 fn base_name(n: &str) -> String {
@@ -180,7 +214,12 @@ pub struct DecodeReport {
 /// # Errors
 /// Not an `.lc` file, damaged or truncated input (naming the chunk and offset), a codec
 /// not in this build, a hash mismatch, I/O errors.
-pub fn decode(registry: &Registry, src: &mut dyn Read, dst: &mut dyn Write, opts: &DecodeOptions) -> Result<DecodeReport> {
+pub fn decode(
+    registry: &Registry,
+    src: &mut dyn Read,
+    dst: &mut dyn Write,
+    opts: &DecodeOptions,
+) -> Result<DecodeReport> {
     let header = read_header(src, &opts.limits)?;
     let codec = codec_for(registry, &header)?;
     let mut source = ChunkSource::stream(src, header.len, opts.limits, opts.verify);
@@ -192,14 +231,25 @@ pub fn decode(registry: &Registry, src: &mut dyn Read, dst: &mut dyn Write, opts
 ///
 /// # Errors
 /// As [`decode`].
-pub fn decode_seekable<R: Read + Seek>(registry: &Registry, src: &mut R, dst: &mut dyn Write, opts: &DecodeOptions) -> Result<DecodeReport> {
+pub fn decode_seekable<R: Read + Seek>(
+    registry: &Registry,
+    src: &mut R,
+    dst: &mut dyn Write,
+    opts: &DecodeOptions,
+) -> Result<DecodeReport> {
     let header = read_header(src, &opts.limits)?;
     let codec = codec_for(registry, &header)?;
     let mut source = ChunkSource::seekable(src, &header, opts.limits, opts.verify)?;
     decode_source(codec, header, &mut source, dst, opts)
 }
 
-fn decode_source(codec: &dyn Codec, header: Header, source: &mut ChunkSource<'_>, dst: &mut dyn Write, opts: &DecodeOptions) -> Result<DecodeReport> {
+fn decode_source(
+    codec: &dyn Codec,
+    header: Header,
+    source: &mut ChunkSource<'_>,
+    dst: &mut dyn Write,
+    opts: &DecodeOptions,
+) -> Result<DecodeReport> {
     let mut hw = HashingWriter::new(dst);
     codec.decode(&header, source, &mut hw, opts)?;
     // Take the source by value to finish it without moving out of the caller's borrow.
@@ -208,22 +258,39 @@ fn decode_source(codec: &dyn Codec, header: Header, source: &mut ChunkSource<'_>
     let partial = opts.params.contains_key("tensor");
     if !partial && opts.verify {
         if hw.count() != trailer.original_size {
-            return Err(Error::malformed(trailer.offset, format!(
-                "decoded {} bytes, the file says the original had {}", hw.count(), trailer.original_size
-            )));
+            return Err(Error::malformed(
+                trailer.offset,
+                format!(
+                    "decoded {} bytes, the file says the original had {}",
+                    hw.count(),
+                    trailer.original_size
+                ),
+            ));
         }
         if header.has_original_hash && hw.digest() != trailer.original_hash {
-            return Err(Error::Checksum { location: ChecksumLocation::Original });
+            return Err(Error::Checksum {
+                location: ChecksumLocation::Original,
+            });
         }
     }
-    Ok(DecodeReport { header, trailer, decoded_size: hw.count() })
+    Ok(DecodeReport {
+        header,
+        trailer,
+        decoded_size: hw.count(),
+    })
 }
 
 fn finish_source(source: &mut ChunkSource<'_>) -> Result<Trailer> {
     if let Some(c) = source.next_chunk()? {
-        return Err(Error::malformed(c.offset, format!("chunk {} was not consumed by the codec", c.index)));
+        return Err(Error::malformed(
+            c.offset,
+            format!("chunk {} was not consumed by the codec", c.index),
+        ));
     }
-    source.trailer().cloned().ok_or_else(|| Error::malformed(0, "missing trailer"))
+    source
+        .trailer()
+        .cloned()
+        .ok_or_else(|| Error::malformed(0, "missing trailer"))
 }
 
 fn codec_for<'r>(registry: &'r Registry, header: &Header) -> Result<&'r dyn Codec> {
@@ -233,7 +300,8 @@ fn codec_for<'r>(registry: &'r Registry, header: &Header) -> Result<&'r dyn Code
     let info = codec.info();
     if header.codec_version > info.version {
         return Err(Error::Unsupported(format!(
-            "{} bitstream version {} (this build reads up to {})", info.name, header.codec_version, info.version
+            "{} bitstream version {} (this build reads up to {})",
+            info.name, header.codec_version, info.version
         )));
     }
     Ok(codec)
@@ -256,11 +324,20 @@ pub struct FileInfo {
 ///
 /// # Errors
 /// Not an `.lc` file, damaged header or trailer.
-pub fn inspect<R: Read + Seek>(registry: &Registry, src: &mut R, limits: &Limits) -> Result<FileInfo> {
+pub fn inspect<R: Read + Seek>(
+    registry: &Registry,
+    src: &mut R,
+    limits: &Limits,
+) -> Result<FileInfo> {
     src.seek(std::io::SeekFrom::Start(0))?;
     let header = read_header(src, limits)?;
     let trailer = read_trailer_seek(src, &header, limits)?;
     let file_len = src.seek(std::io::SeekFrom::End(0))?;
     let codec_name = registry.by_id(header.codec_id).map(|c| c.info().name);
-    Ok(FileInfo { header, trailer, codec_name, file_len })
+    Ok(FileInfo {
+        header,
+        trailer,
+        codec_name,
+        file_len,
+    })
 }

@@ -25,7 +25,8 @@ struct Entry {
 }
 
 fn manifest() -> Vec<Entry> {
-    let text = std::fs::read_to_string(testdata().join("golden/MANIFEST.tsv")).expect("read MANIFEST.tsv");
+    let text =
+        std::fs::read_to_string(testdata().join("golden/MANIFEST.tsv")).expect("read MANIFEST.tsv");
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|l| {
@@ -43,7 +44,10 @@ fn manifest() -> Vec<Entry> {
 }
 
 fn options(params: &str) -> EncodeOptions {
-    let mut o = EncodeOptions { threads: 1, ..Default::default() };
+    let mut o = EncodeOptions {
+        threads: 1,
+        ..Default::default()
+    };
     for kv in params.split(',').filter(|s| !s.is_empty()) {
         let (k, v) = kv.split_once('=').expect("key=value");
         match k {
@@ -65,13 +69,27 @@ fn goldens_decode_to_their_hash_and_fixtures_encode_to_the_goldens() {
     assert!(!entries.is_empty());
     let mut failures = Vec::new();
     for e in &mut entries {
-        if registry.by_name(e.params.split(',').find_map(|kv| kv.strip_prefix("codec=")).unwrap_or("raw")).is_none() {
+        if registry
+            .by_name(
+                e.params
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix("codec="))
+                    .unwrap_or("raw"),
+            )
+            .is_none()
+        {
             eprintln!("skipping {}: codec not in this build", e.golden);
             continue;
         }
         let fixture = std::fs::read(testdata().join(&e.fixture)).expect("read fixture");
         let mut encoded = Vec::new();
-        lcodec::encode(&registry, &mut &fixture[..], &mut encoded, &options(&e.params)).expect("encode fixture");
+        lcodec::encode(
+            &registry,
+            &mut &fixture[..],
+            &mut encoded,
+            &options(&e.params),
+        )
+        .expect("encode fixture");
         let gpath = testdata().join("golden").join(&e.golden);
         if bless {
             std::fs::create_dir_all(gpath.parent().expect("parent")).expect("mkdir");
@@ -80,20 +98,39 @@ fn goldens_decode_to_their_hash_and_fixtures_encode_to_the_goldens() {
         }
         let golden = std::fs::read(&gpath).expect("read golden");
         let mut decoded = Vec::new();
-        lcodec::decode(&registry, &mut &golden[..], &mut decoded, &DecodeOptions::default()).expect("decode golden");
+        lcodec::decode(
+            &registry,
+            &mut &golden[..],
+            &mut decoded,
+            &DecodeOptions::default(),
+        )
+        .expect("decode golden");
         if xxh3_hex(&decoded) != e.hash {
-            failures.push(format!("{}: decodes to {} (manifest says {})", e.golden, xxh3_hex(&decoded), e.hash));
+            failures.push(format!(
+                "{}: decodes to {} (manifest says {})",
+                e.golden,
+                xxh3_hex(&decoded),
+                e.hash
+            ));
         }
         if encoded != golden {
-            let out = std::env::temp_dir().join(format!("lcodec-golden-{}", e.golden.replace('/', "_")));
+            let out =
+                std::env::temp_dir().join(format!("lcodec-golden-{}", e.golden.replace('/', "_")));
             std::fs::write(&out, &encoded).expect("write new output");
-            failures.push(format!("{}: encoder output differs from the golden; new output saved at {}", e.golden, out.display()));
+            failures.push(format!(
+                "{}: encoder output differs from the golden; new output saved at {}",
+                e.golden,
+                out.display()
+            ));
         }
     }
     if bless {
         let mut text = String::from("# golden\tfixture\tparams\txxh3-128 of decoded\tcomment\n");
         for e in &entries {
-            text.push_str(&format!("{}\t{}\t{}\t{}\t{}\n", e.golden, e.fixture, e.params, e.hash, e.comment));
+            text.push_str(&format!(
+                "{}\t{}\t{}\t{}\t{}\n",
+                e.golden, e.fixture, e.params, e.hash, e.comment
+            ));
         }
         std::fs::write(testdata().join("golden/MANIFEST.tsv"), text).expect("write manifest");
     }
@@ -108,7 +145,12 @@ fn truncated_goldens_are_errors() {
         let golden = std::fs::read(testdata().join("golden").join(&e.golden)).expect("read golden");
         for n in 0..golden.len() {
             let mut out = Vec::new();
-            let r = lcodec::decode(&registry, &mut &golden[..n], &mut out, &DecodeOptions::default());
+            let r = lcodec::decode(
+                &registry,
+                &mut &golden[..n],
+                &mut out,
+                &DecodeOptions::default(),
+            );
             assert!(r.is_err(), "{} truncated to {n} bytes decoded", e.golden);
         }
     }

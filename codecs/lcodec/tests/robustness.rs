@@ -15,32 +15,54 @@
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, Once};
+use std::sync::{Arc, Mutex, Once, mpsc};
 use std::time::{Duration, Instant};
 
-use lcodec::container::{read_header, ChunkSink, ChunkSource};
-use lcodec::{Codec, CodecInfo, DecodeOptions, EncodeOptions, Header, Kind, Limits, Registry, Trailer};
+use lcodec::container::{ChunkSink, ChunkSource, read_header};
+use lcodec::{
+    Codec, CodecInfo, DecodeOptions, EncodeOptions, Header, Kind, Limits, Registry, Trailer,
+};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// Wall-clock budget for the mutations of one codec (the case list is cut to fit,
-/// from the measured time of a clean decode, so slow codecs get fewer cases).
-const CODEC_BUDGET: Duration = Duration::from_secs(4);
+/// Wall-clock budget in seconds for the mutations of one codec (the case list is cut to
+/// fit, from the measured time of a clean decode, so slow codecs get fewer cases);
+/// `ROBUST_BUDGET_S` overrides it.
+const CODEC_BUDGET_S: u64 = 4;
+/// Fewest cases per codec, however slow it is.
+const MIN_CASES: usize = 4;
 /// Most mutated files per codec.
 const MAX_CASES: usize = 400;
-/// A decode running this long is reported as a hang (raised for slow codecs).
+/// A decode running this long is reported as a hang (raised to ten clean decodes for
+/// slow codecs, up to [`MAX_TIMEOUT`]).
 const MIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// Peak resident memory above this during one decode is reported.
-const MAX_PEAK_RSS: u64 = 1536 << 20;
+/// Upper bound of the hang timeout.
+const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest single allocation decoders may make: decodes run with this `max_alloc`
+/// (the container still passes chunks of up to 2 GiB `raw_len` to the codec), so a
+/// codec must check what it allocates from values in the file against the limits.
+const MAX_ALLOC: u64 = 256 << 20;
+/// Growth of resident memory above this during one decode is reported.
+const MAX_RSS_GROWTH: u64 = 1 << 30;
+/// A codec whose encode of the small input takes longer than this is only
+/// mutation-tested with `ROBUST_SLOW=1` (a language model on a busy CPU).
+const SLOW_ENCODE: Duration = Duration::from_secs(1);
 
 // ---------------------------------------------------------------------------------------
 // Inputs
 
 fn mixed_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let words: [&[u8]; 6] = [b"block ", b"stored ", b"INFO ", b"2026-11-23 ", b"\r\n", b"id=0x7f3a "];
+    let words: [&[u8]; 6] = [
+        b"block ",
+        b"stored ",
+        b"INFO ",
+        b"2026-11-23 ",
+        b"\r\n",
+        b"id=0x7f3a ",
+    ];
     let mut v = Vec::with_capacity(len);
     while v.len() < len {
         if rng.random_bool(0.7) {
@@ -95,12 +117,8 @@ the winter of despair, we had everything before us, we had nothing before us, we
 going direct to Heaven, we were all going direct the other way.\n\
 There were a king with a large jaw and a queen with a plain face, on the throne of England; \
 there were a king with a large jaw and a queen with a fair face, on the throne of France.\n";
-    let mut t = Vec::new();
-    for i in 0..4 {
-        t.extend_from_slice(format!("Chapter {}\n\n", i + 1).as_bytes());
-        t.extend_from_slice(para.as_bytes());
-    }
-    t
+    // Short: a language-model codec codes a few hundred bytes per second on a busy CPU.
+    para.as_bytes()[..600].to_vec()
 }
 
 /// A safetensors file: 8-byte little-endian header length, JSON header, data.
@@ -109,7 +127,12 @@ fn safetensors() -> Vec<u8> {
     let mut data = Vec::new();
     let mut entries = Vec::new();
     // (name, dtype, elements, bytes per element)
-    for (name, dtype, n, w) in [("w0", "F32", 96usize, 4usize), ("w1", "BF16", 256, 2), ("w2", "F16", 128, 2), ("w3", "I8", 64, 1)] {
+    for (name, dtype, n, w) in [
+        ("w0", "F32", 96usize, 4usize),
+        ("w1", "BF16", 256, 2),
+        ("w2", "F16", 128, 2),
+        ("w3", "I8", 64, 1),
+    ] {
         let start = data.len();
         for _ in 0..n {
             let v: f32 = (rng.random::<f32>() - 0.5) * 0.2;
@@ -118,7 +141,8 @@ fn safetensors() -> Vec<u8> {
                 "BF16" => data.extend_from_slice(&v.to_bits().to_le_bytes()[2..]),
                 "F16" => {
                     // Small normal halves: sign, exponent 8..14, random mantissa.
-                    let h: u16 = (rng.random::<u16>() & 0x83ff) | ((rng.random_range(8..15u16)) << 10);
+                    let h: u16 =
+                        (rng.random::<u16>() & 0x83ff) | ((rng.random_range(8..15u16)) << 10);
                     data.extend_from_slice(&h.to_le_bytes());
                 }
                 _ => data.push(rng.random()),
@@ -147,7 +171,12 @@ fn kitti_points(n: usize) -> Vec<u8> {
     for i in 0..n {
         let a = i as f32 * 0.01;
         let r = 5.0 + 40.0 * rng.random::<f32>();
-        for f in [r * a.cos(), r * a.sin(), -1.7 + rng.random::<f32>() * 2.0, rng.random::<f32>()] {
+        for f in [
+            r * a.cos(),
+            r * a.sin(),
+            -1.7 + rng.random::<f32>() * 2.0,
+            rng.random::<f32>(),
+        ] {
             v.extend_from_slice(&f.to_le_bytes());
         }
     }
@@ -159,7 +188,11 @@ fn crc32_ieee(parts: &[&[u8]]) -> u32 {
     for &b in parts.iter().flat_map(|p| p.iter()) {
         crc ^= b as u32;
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -207,7 +240,9 @@ fn png(w: u32, h: u32) -> Vec<u8> {
 }
 
 /// A small valid input for a codec, its file name and extra encode parameters.
-fn input_for(info: &CodecInfo) -> Option<(Vec<u8>, &'static str, Vec<(&'static str, &'static str)>)> {
+fn input_for(
+    info: &CodecInfo,
+) -> Option<(Vec<u8>, &'static str, Vec<(&'static str, &'static str)>)> {
     Some(match info.kind {
         Kind::Bytes => (mixed_bytes(9_000, 1), "x.dat", vec![]),
         Kind::Log => (log_lines(120), "x.log", vec![]),
@@ -234,7 +269,8 @@ struct Parts {
 fn split(lc: &[u8]) -> Parts {
     let limits = Limits::default();
     let header = read_header(&mut &lc[..], &limits).expect("header");
-    let info = lcodec::inspect(&Registry::with_enabled(), &mut Cursor::new(lc), &limits).expect("inspect");
+    let info =
+        lcodec::inspect(&Registry::with_enabled(), &mut Cursor::new(lc), &limits).expect("inspect");
     let mut cur = Cursor::new(lc);
     let mut src = ChunkSource::seekable(&mut cur, &header, limits, true).expect("chunk source");
     let chunks = (0..info.trailer.chunks.len() as u64)
@@ -243,18 +279,28 @@ fn split(lc: &[u8]) -> Parts {
             (c.payload, c.raw_len)
         })
         .collect();
-    Parts { params: header.params.clone(), index: info.trailer.index.clone(), header, trailer: info.trailer, chunks }
+    Parts {
+        params: header.params.clone(),
+        index: info.trailer.index.clone(),
+        header,
+        trailer: info.trailer,
+        chunks,
+    }
 }
 
 fn rebuild(info: &'static CodecInfo, p: &Parts) -> Vec<u8> {
     let mut out = Vec::new();
     let mut sink = ChunkSink::new(&mut out, info, None);
-    sink.begin(p.header.metadata.clone(), p.header.model.clone(), &p.params).expect("begin");
+    sink.begin(p.header.metadata.clone(), p.header.model.clone(), &p.params)
+        .expect("begin");
     for (payload, raw_len) in &p.chunks {
         sink.push(payload, *raw_len).expect("push");
     }
     sink.set_index(p.index.clone());
-    let hash = p.header.has_original_hash.then_some(p.trailer.original_hash);
+    let hash = p
+        .header
+        .has_original_hash
+        .then_some(p.trailer.original_hash);
     sink.finish(p.trailer.original_size, hash).expect("finish");
     out
 }
@@ -369,7 +415,13 @@ fn byte_mutations() -> Vec<ByteMut> {
     for _ in 0..4 {
         m.push(ByteMut::FlipBits(1));
     }
-    m.extend([ByteMut::FlipBits(3), ByteMut::FlipBits(16), ByteMut::SetByte, ByteMut::SetByte, ByteMut::SetByte]);
+    m.extend([
+        ByteMut::FlipBits(3),
+        ByteMut::FlipBits(16),
+        ByteMut::SetByte,
+        ByteMut::SetByte,
+        ByteMut::SetByte,
+    ]);
     for i in 0..3 {
         for v in [0u8, 1, 2, 3, 4, 0x7f, 0x80, 0xff] {
             m.push(ByteMut::SetAt(i, v));
@@ -424,10 +476,16 @@ fn push_byte_cases(
         let label = format!("{codec}/{target}/{}#{k}", m.name());
         let seed = case_seed(&label);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let Some(v) = m.apply(bytes, &mut rng) else { continue };
+        let Some(v) = m.apply(bytes, &mut rng) else {
+            continue;
+        };
         let mut p = parts.clone();
         set(&mut p, v);
-        out.push(Case { label: format!("{label} seed={seed:#x}"), file: rebuild(info, &p), params: BTreeMap::new() });
+        out.push(Case {
+            label: format!("{label} seed={seed:#x}"),
+            file: rebuild(info, &p),
+            params: BTreeMap::new(),
+        });
     }
 }
 
@@ -440,16 +498,40 @@ fn cases_for(codec: &dyn Codec, parts: &Parts, other_params: &[(String, Vec<u8>)
     let targets: Vec<usize> = (0..n).filter(|&i| i < 3 || i + 1 == n).collect();
     for &i in &targets {
         let payload = parts.chunks[i].0.clone();
-        push_byte_cases(&mut out, name, &format!("chunk {i}"), &payload, info, parts, &move |p, v| p.chunks[i].0 = v);
+        push_byte_cases(
+            &mut out,
+            name,
+            &format!("chunk {i}"),
+            &payload,
+            info,
+            parts,
+            &move |p, v| p.chunks[i].0 = v,
+        );
         let raw = parts.chunks[i].1;
         let mut rng = ChaCha8Rng::seed_from_u64(case_seed(&format!("{name}/raw_len {i}")));
-        for new in [0, 1, raw.wrapping_sub(1), raw + 1, raw / 2, raw.saturating_mul(2), raw + 4096, 1 << 24, 1 << 31, u32::MAX, rng.random()] {
+        for new in [
+            0,
+            1,
+            raw.wrapping_sub(1),
+            raw + 1,
+            raw / 2,
+            raw.saturating_mul(2),
+            raw + 4096,
+            1 << 24,
+            1 << 31,
+            u32::MAX,
+            rng.random(),
+        ] {
             if new == raw {
                 continue;
             }
             let mut p = parts.clone();
             p.chunks[i].1 = new;
-            out.push(Case { label: format!("{name}/chunk {i}/raw_len {raw}->{new}"), file: rebuild(info, &p), params: BTreeMap::new() });
+            out.push(Case {
+                label: format!("{name}/chunk {i}/raw_len {raw}->{new}"),
+                file: rebuild(info, &p),
+                params: BTreeMap::new(),
+            });
         }
     }
     // Chunk order and count.
@@ -489,15 +571,31 @@ fn cases_for(codec: &dyn Codec, parts: &Parts, other_params: &[(String, Vec<u8>)
     p.chunks.clear();
     structural.push(("no chunks".into(), p));
     for (what, p) in structural {
-        out.push(Case { label: format!("{name}/structure/{what}"), file: rebuild(info, &p), params: BTreeMap::new() });
+        out.push(Case {
+            label: format!("{name}/structure/{what}"),
+            file: rebuild(info, &p),
+            params: BTreeMap::new(),
+        });
     }
     // Codec parameters: byte mutations, and the parameters other codecs write.
-    push_byte_cases(&mut out, name, "params", &parts.params, info, parts, &|p, v| p.params = v);
+    push_byte_cases(
+        &mut out,
+        name,
+        "params",
+        &parts.params,
+        info,
+        parts,
+        &|p, v| p.params = v,
+    );
     for (other, params) in other_params {
         if *params != parts.params {
             let mut p = parts.clone();
             p.params = params.clone();
-            out.push(Case { label: format!("{name}/params/those of {other}"), file: rebuild(info, &p), params: BTreeMap::new() });
+            out.push(Case {
+                label: format!("{name}/params/those of {other}"),
+                file: rebuild(info, &p),
+                params: BTreeMap::new(),
+            });
         }
     }
     // Metadata fields.
@@ -540,12 +638,24 @@ fn cases_for(codec: &dyn Codec, parts: &Parts, other_params: &[(String, Vec<u8>)
         }
         let mut p = parts.clone();
         p.header.metadata = m;
-        out.push(Case { label: format!("{name}/metadata/{what}"), file: rebuild(info, &p), params: BTreeMap::new() });
+        out.push(Case {
+            label: format!("{name}/metadata/{what}"),
+            file: rebuild(info, &p),
+            params: BTreeMap::new(),
+        });
     }
     // Trailer index (random access); decoded whole and, for tensors, one tensor.
     if !parts.index.is_empty() {
         let before = out.len();
-        push_byte_cases(&mut out, name, "index", &parts.index, info, parts, &|p, v| p.index = v);
+        push_byte_cases(
+            &mut out,
+            name,
+            "index",
+            &parts.index,
+            info,
+            parts,
+            &|p, v| p.index = v,
+        );
         if info.kind == Kind::Tensor {
             let extra: Vec<Case> = out[before..]
                 .iter()
@@ -568,12 +678,16 @@ static HOOK: Once = Once::new();
 /// Panics seen while a case runs: (case id, message with location).
 static PANICS: Mutex<Vec<(u64, String)>> = Mutex::new(Vec::new());
 static CURRENT: AtomicU64 = AtomicU64::new(0);
+/// Id of the next decode run.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 fn install_hook() {
     HOOK.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let watched = std::thread::current().name().is_some_and(|n| n.starts_with("robust-"));
+            let watched = std::thread::current()
+                .name()
+                .is_some_and(|n| n.starts_with("robust-"));
             // Workers spawned by codecs have no name: attribute them to the case running.
             let unnamed = std::thread::current().name().is_none();
             if watched || unnamed {
@@ -584,7 +698,10 @@ fn install_hook() {
                 } else {
                     "<non-string panic>".to_string()
                 };
-                let loc = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column())).unwrap_or_default();
+                let loc = info
+                    .location()
+                    .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+                    .unwrap_or_default();
                 if let Ok(mut g) = PANICS.lock() {
                     g.push((CURRENT.load(Ordering::SeqCst), format!("'{msg}' at {loc}")));
                 }
@@ -602,15 +719,21 @@ enum Outcome {
     Hang,
 }
 
-fn vm_hwm() -> Option<u64> {
+fn proc_status_bytes(key: &str) -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = s.lines().find(|l| l.starts_with(key))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb << 10)
 }
 
-fn reset_hwm() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+fn vm_hwm() -> Option<u64> {
+    proc_status_bytes("VmHWM:")
+}
+
+/// Resets the peak-RSS counter; returns the current RSS.
+fn reset_hwm() -> Option<u64> {
+    std::fs::write("/proc/self/clear_refs", "5").ok()?;
+    proc_status_bytes("VmRSS:")
 }
 
 fn run_decode(
@@ -624,19 +747,30 @@ fn run_decode(
     CURRENT.store(id, Ordering::SeqCst);
     let (tx, rx) = mpsc::channel();
     let (registry, file) = (Arc::clone(registry), Arc::clone(file));
-    let opts = DecodeOptions { threads: 2, params: params.clone(), ..Default::default() };
-    let spawned = std::thread::Builder::new().name(format!("robust-{id}")).spawn(move || {
-        let r = catch_unwind(AssertUnwindSafe(|| {
-            let mut out = Vec::new();
-            let r = if seekable {
-                lcodec::decode_seekable(&registry, &mut Cursor::new(&file[..]), &mut out, &opts)
-            } else {
-                lcodec::decode(&registry, &mut &file[..], &mut out, &opts)
-            };
-            r.map(|_| out)
-        }));
-        let _ = tx.send(r);
-    });
+    let limits = Limits {
+        max_alloc: MAX_ALLOC,
+        ..Limits::default()
+    };
+    let opts = DecodeOptions {
+        threads: 2,
+        params: params.clone(),
+        limits,
+        ..Default::default()
+    };
+    let spawned = std::thread::Builder::new()
+        .name(format!("robust-{id}"))
+        .spawn(move || {
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                let mut out = Vec::new();
+                let r = if seekable {
+                    lcodec::decode_seekable(&registry, &mut Cursor::new(&file[..]), &mut out, &opts)
+                } else {
+                    lcodec::decode(&registry, &mut &file[..], &mut out, &opts)
+                };
+                r.map(|_| out)
+            }));
+            let _ = tx.send(r);
+        });
     if let Err(e) = spawned {
         return Outcome::Err(format!("could not spawn: {e}"));
     }
@@ -646,9 +780,18 @@ fn run_decode(
         Ok(Err(_)) => {
             let msgs: Vec<String> = PANICS
                 .lock()
-                .map(|g| g.iter().filter(|(c, _)| *c == id).map(|(_, m)| m.clone()).collect())
+                .map(|g| {
+                    g.iter()
+                        .filter(|(c, _)| *c == id)
+                        .map(|(_, m)| m.clone())
+                        .collect()
+                })
                 .unwrap_or_default();
-            Outcome::Panic(if msgs.is_empty() { "panic (no message recorded)".into() } else { msgs.join("; then ") })
+            Outcome::Panic(if msgs.is_empty() {
+                "panic (no message recorded)".into()
+            } else {
+                msgs.join("; then ")
+            })
         }
         Err(_) => Outcome::Hang,
     }
@@ -657,12 +800,44 @@ fn run_decode(
 // ---------------------------------------------------------------------------------------
 // The test
 
+/// Records a failure, printing it at once (a slow run may be cut short).
+fn report(failures: &mut Vec<String>, f: String) {
+    eprintln!("FAILURE {f}");
+    failures.push(f);
+}
+
 #[test]
 fn every_codec_rejects_hostile_payloads_with_valid_crcs() {
+    let (tested, failures) = check_all(Arc::new(Registry::with_enabled()));
+    assert!(tested > 0, "no codec could encode its test input");
+    if !failures.is_empty() {
+        for f in &failures {
+            eprintln!("{f}");
+        }
+        panic!(
+            "{} robustness failures (first: {})",
+            failures.len(),
+            failures[0]
+        );
+    }
+}
+
+/// Runs every case on every codec of `registry`; returns how many codecs were tested
+/// and the failures.
+fn check_all(registry: Arc<Registry>) -> (usize, Vec<String>) {
+    // One run at a time: panics are attributed to the running case, memory is per process.
+    static SERIAL: Mutex<()> = Mutex::new(());
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     install_hook();
-    let registry = Arc::new(Registry::with_enabled());
     let filter = std::env::var("ROBUST_FILTER").ok();
-    let memory_watch = reset_hwm() && vm_hwm().is_some();
+    let codec_budget = Duration::from_secs(
+        std::env::var("ROBUST_BUDGET_S")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(CODEC_BUDGET_S),
+    );
+    let memory_watch = reset_hwm().is_some() && vm_hwm().is_some();
+    let slow_too = std::env::var_os("ROBUST_SLOW").is_some();
     if !memory_watch {
         eprintln!("note: cannot reset the peak-RSS counter here; memory bound not checked");
     }
@@ -672,26 +847,57 @@ fn every_codec_rejects_hostile_payloads_with_valid_crcs() {
     for codec in registry.codecs() {
         let info = codec.info();
         let Some((input, file_name, extra)) = input_for(info) else {
-            eprintln!("skip {}: no test input for kind {}", info.name, info.kind.name());
+            eprintln!(
+                "skip {}: no test input for kind {}",
+                info.name,
+                info.kind.name()
+            );
             continue;
         };
-        let mut o = EncodeOptions { file_name: Some(file_name.into()), chunk_size: Some(2048), threads: 2, ..Default::default() };
+        let mut o = EncodeOptions {
+            file_name: Some(file_name.into()),
+            chunk_size: Some(input.len().div_ceil(3)),
+            threads: 2,
+            ..Default::default()
+        };
         o.params.insert("codec".into(), info.name.into());
         for (k, v) in extra {
             o.params.insert(k.into(), v.into());
         }
         let mut lc = Vec::new();
+        let t0 = Instant::now();
         if let Err(e) = lcodec::encode(&registry, &mut &input[..], &mut lc, &o) {
-            eprintln!("skip {}: encode of a {}-byte {} input failed: {e}", info.name, input.len(), info.kind.name());
+            eprintln!(
+                "skip {}: encode of a {}-byte {} input failed: {e}",
+                info.name,
+                input.len(),
+                info.kind.name()
+            );
+            continue;
+        }
+        eprintln!(
+            "{}: encoded {} -> {} bytes in {:.1?}",
+            info.name,
+            input.len(),
+            lc.len(),
+            t0.elapsed()
+        );
+        if t0.elapsed() > SLOW_ENCODE && !slow_too {
+            eprintln!(
+                "skip {}: slow (encode took {:.1?}); run with ROBUST_SLOW=1 to test it",
+                info.name,
+                t0.elapsed()
+            );
             continue;
         }
         files.push((codec, input, lc));
     }
-    let other_params: Vec<(String, Vec<u8>)> =
-        files.iter().map(|(c, _, lc)| (c.info().name.to_string(), split(lc).params)).collect();
+    let other_params: Vec<(String, Vec<u8>)> = files
+        .iter()
+        .map(|(c, _, lc)| (c.info().name.to_string(), split(lc).params))
+        .collect();
 
     let mut failures: Vec<String> = Vec::new();
-    let mut next_id = 1u64;
     for (codec, input, lc) in &files {
         let info = codec.info();
         let started = Instant::now();
@@ -699,30 +905,50 @@ fn every_codec_rejects_hostile_payloads_with_valid_crcs() {
         let lc_arc = Arc::new(lc.clone());
         let t0 = Instant::now();
         for seekable in [false, true] {
-            match run_decode(next_id, &registry, &lc_arc, &BTreeMap::new(), seekable, Duration::from_secs(120)) {
+            match run_decode(
+                NEXT_ID.fetch_add(1, Ordering::SeqCst),
+                &registry,
+                &lc_arc,
+                &BTreeMap::new(),
+                seekable,
+                Duration::from_secs(120),
+            ) {
                 Outcome::Ok(out) => {
                     if info.lossless {
-                        assert!(out == *input, "{}: clean round trip differs (seekable={seekable})", info.name);
+                        assert!(
+                            out == *input,
+                            "{}: clean round trip differs (seekable={seekable})",
+                            info.name
+                        );
                     } else {
-                        assert_eq!(out.len(), input.len(), "{}: clean round trip length", info.name);
+                        assert_eq!(
+                            out.len(),
+                            input.len(),
+                            "{}: clean round trip length",
+                            info.name
+                        );
                     }
                 }
                 Outcome::Err(e) => panic!("{}: clean decode failed: {e}", info.name),
                 Outcome::Panic(m) => panic!("{}: clean decode panicked: {m}", info.name),
                 Outcome::Hang => panic!("{}: clean decode hung", info.name),
             }
-            next_id += 1;
         }
         let clean = t0.elapsed() / 2;
         let parts = split(lc);
-        assert!(rebuild(info, &parts) == *lc, "{}: rebuilding the unmodified file changed it", info.name);
+        assert!(
+            rebuild(info, &parts) == *lc,
+            "{}: rebuilding the unmodified file changed it",
+            info.name
+        );
 
         let mut cases = cases_for(*codec, &parts, &other_params);
         if let Some(f) = &filter {
             cases.retain(|c| c.label.contains(f.as_str()));
         }
         let per_case = (clean * 2).max(Duration::from_micros(200));
-        let budget = (CODEC_BUDGET.as_nanos() / per_case.as_nanos()).max(8) as usize;
+        let budget =
+            (codec_budget.as_nanos() / per_case.as_nanos()).max(MIN_CASES as u128) as usize;
         let total = cases.len();
         if cases.len() > budget.min(MAX_CASES) {
             // Keep an even spread over all the kinds of mutation.
@@ -732,22 +958,31 @@ fn every_codec_rejects_hostile_payloads_with_valid_crcs() {
             let mut all: Vec<Option<Case>> = cases.into_iter().map(Some).collect();
             cases = picked.into_iter().filter_map(|i| all[i].take()).collect();
         }
-        let timeout = MIN_TIMEOUT.max(clean * 50);
+        let timeout = MIN_TIMEOUT.max(clean * 10).min(MAX_TIMEOUT);
         let (mut errs, mut oks) = (0usize, 0usize);
         let mut codec_failures = 0usize;
         'cases: for case in &cases {
             let file = Arc::new(case.file.clone());
             for seekable in [false, true] {
-                let id = next_id;
-                next_id += 1;
-                if memory_watch {
-                    reset_hwm();
-                }
-                let how = if seekable { "decode_seekable" } else { "decode" };
+                let id = NEXT_ID.fetch_add(1, Ordering::SeqCst);
+                let base = if memory_watch { reset_hwm() } else { None };
+                let how = if seekable {
+                    "decode_seekable"
+                } else {
+                    "decode"
+                };
                 let outcome = run_decode(id, &registry, &file, &case.params, seekable, timeout);
-                if memory_watch {
-                    if let Some(peak) = vm_hwm().filter(|&p| p > MAX_PEAK_RSS) {
-                        failures.push(format!("MEMORY {} [{how}]: peak RSS {} MiB", case.label, peak >> 20));
+                if let (Some(base), Some(peak)) = (base, vm_hwm()) {
+                    if peak > base + MAX_RSS_GROWTH {
+                        report(
+                            &mut failures,
+                            format!(
+                                "MEMORY {} [{how}]: peak RSS {} MiB (from {} MiB)",
+                                case.label,
+                                peak >> 20,
+                                base >> 20
+                            ),
+                        );
                         codec_failures += 1;
                     }
                 }
@@ -756,16 +991,29 @@ fn every_codec_rejects_hostile_payloads_with_valid_crcs() {
                     Outcome::Ok(out) => {
                         oks += 1;
                         if info.lossless && case.params.is_empty() && out != *input {
-                            failures.push(format!("WRONG OUTPUT {} [{how}]: Ok with {} bytes differing from the original", case.label, out.len()));
+                            report(
+                                &mut failures,
+                                format!(
+                                    "WRONG OUTPUT {} [{how}]: Ok with {} bytes differing from the original",
+                                    case.label,
+                                    out.len()
+                                ),
+                            );
                             codec_failures += 1;
                         }
                     }
                     Outcome::Panic(m) => {
-                        failures.push(format!("PANIC {} [{how}]: {m}", case.label));
+                        report(&mut failures, format!("PANIC {} [{how}]: {m}", case.label));
                         codec_failures += 1;
                     }
                     Outcome::Hang => {
-                        failures.push(format!("HANG {} [{how}]: no result after {:?}; rest of {} skipped", case.label, timeout, info.name));
+                        report(
+                            &mut failures,
+                            format!(
+                                "HANG {} [{how}]: no result after {:?}; rest of {} skipped",
+                                case.label, timeout, info.name
+                            ),
+                        );
                         break 'cases;
                     }
                 }
@@ -781,11 +1029,83 @@ fn every_codec_rejects_hostile_payloads_with_valid_crcs() {
             clean,
         );
     }
-    assert!(!files.is_empty(), "no codec could encode its test input");
-    if !failures.is_empty() {
-        for f in &failures {
-            eprintln!("{f}");
-        }
-        panic!("{} robustness failures (first: {})", failures.len(), failures[0]);
+    (files.len(), failures)
+}
+
+// ---------------------------------------------------------------------------------------
+// The harness itself: a codec that panics on one payload must be caught and named.
+
+static FRAGILE: CodecInfo = CodecInfo {
+    id: lcodec::CodecId(900),
+    name: "fragile",
+    version: 1,
+    lossless: true,
+    kind: Kind::Bytes,
+    description: "test codec that stores chunks and panics on a payload starting with 0xff",
+};
+
+/// Stores its input as one chunk per 3 KB; decoding panics on a payload whose first byte
+/// is 0xff (which the harness's `set-byte[0]=0xff` and `fill(0xff)` mutations produce).
+struct Fragile;
+
+impl Codec for Fragile {
+    fn info(&self) -> &'static CodecInfo {
+        &FRAGILE
     }
+    fn sniff(&self, _: &[u8], _: Option<&str>) -> Option<lcodec::Confidence> {
+        None
+    }
+    fn encode(
+        &self,
+        src: &mut dyn std::io::Read,
+        sink: &mut ChunkSink<'_>,
+        _: &EncodeOptions,
+    ) -> lcodec::Result<()> {
+        let mut all = Vec::new();
+        src.read_to_end(&mut all)?;
+        sink.begin(lcodec::Metadata::new(Kind::Bytes), Default::default(), &[1])?;
+        for c in all.chunks(3000) {
+            sink.push(c, c.len() as u32)?;
+        }
+        Ok(())
+    }
+    fn decode(
+        &self,
+        _: &Header,
+        src: &mut ChunkSource<'_>,
+        dst: &mut dyn std::io::Write,
+        _: &DecodeOptions,
+    ) -> lcodec::Result<()> {
+        while let Some(c) = src.next_chunk()? {
+            assert!(
+                c.payload.first() != Some(&0xff),
+                "fragile codec: payload starts with 0xff"
+            );
+            if c.payload.len() != c.raw_len as usize {
+                return Err(c.malformed("length"));
+            }
+            dst.write_all(&c.payload)?;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn harness_catches_and_names_a_panicking_codec() {
+    let mut r = Registry::empty();
+    r.register(Box::new(Fragile));
+    let (tested, failures) = check_all(Arc::new(r));
+    assert_eq!(tested, 1);
+    let hit = failures
+        .iter()
+        .find(|f| f.starts_with("PANIC fragile/chunk 0/set-byte[0]=0xff"));
+    let hit = hit.unwrap_or_else(|| panic!("panic not reported: {failures:?}"));
+    assert!(
+        hit.contains("payload starts with 0xff") && hit.contains("robustness.rs:"),
+        "{hit}"
+    );
+    assert!(
+        failures.iter().all(|f| f.starts_with("PANIC fragile/")),
+        "{failures:?}"
+    );
 }

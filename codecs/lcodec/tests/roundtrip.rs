@@ -7,7 +7,11 @@ use lcodec::{DecodeOptions, EncodeOptions, Error, Registry};
 use rand::{Rng, SeedableRng};
 
 fn opts(chunk: usize, threads: usize) -> EncodeOptions {
-    EncodeOptions { chunk_size: Some(chunk), threads, ..Default::default() }
+    EncodeOptions {
+        chunk_size: Some(chunk),
+        threads,
+        ..Default::default()
+    }
 }
 
 fn enc(data: &[u8], o: &EncodeOptions) -> Vec<u8> {
@@ -18,20 +22,37 @@ fn enc(data: &[u8], o: &EncodeOptions) -> Vec<u8> {
 
 fn dec_stream(lc: &[u8]) -> lcodec::Result<Vec<u8>> {
     let mut out = Vec::new();
-    lcodec::decode(&Registry::with_enabled(), &mut &lc[..], &mut out, &DecodeOptions::default())?;
+    lcodec::decode(
+        &Registry::with_enabled(),
+        &mut &lc[..],
+        &mut out,
+        &DecodeOptions::default(),
+    )?;
     Ok(out)
 }
 
 fn dec_seek(lc: &[u8]) -> lcodec::Result<Vec<u8>> {
     let mut out = Vec::new();
-    lcodec::decode_seekable(&Registry::with_enabled(), &mut Cursor::new(lc), &mut out, &DecodeOptions::default())?;
+    lcodec::decode_seekable(
+        &Registry::with_enabled(),
+        &mut Cursor::new(lc),
+        &mut out,
+        &DecodeOptions::default(),
+    )?;
     Ok(out)
 }
 
 /// Mixed data: text-like runs and random bytes, so chunks both compress and get stored.
 fn sample(len: usize, seed: u64) -> Vec<u8> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let words: [&[u8]; 6] = [b"block ", b"stored ", b"INFO ", b"2026-11-23 ", b"\r\n", b"id=0x7f3a "];
+    let words: [&[u8]; 6] = [
+        b"block ",
+        b"stored ",
+        b"INFO ",
+        b"2026-11-23 ",
+        b"\r\n",
+        b"id=0x7f3a ",
+    ];
     let mut v = Vec::with_capacity(len);
     while v.len() < len {
         if rng.random_bool(0.8) {
@@ -54,8 +75,16 @@ fn round_trips_edge_sizes_with_many_chunks() {
             let mut o = opts(1000, 2);
             o.params.insert("method".into(), method.into());
             let lc = enc(&data, &o);
-            assert_eq!(dec_stream(&lc).expect("stream decode"), data, "len {len} {method}");
-            assert_eq!(dec_seek(&lc).expect("seek decode"), data, "len {len} {method}");
+            assert_eq!(
+                dec_stream(&lc).expect("stream decode"),
+                data,
+                "len {len} {method}"
+            );
+            assert_eq!(
+                dec_seek(&lc).expect("seek decode"),
+                data,
+                "len {len} {method}"
+            );
         }
     }
 }
@@ -75,7 +104,12 @@ fn incompressible_chunks_expand_by_little() {
     let data: Vec<u8> = (0..300_000).map(|_| rng.random()).collect();
     let lc = enc(&data, &opts(65_536, 2));
     // Header, one byte + 13 bytes per chunk, trailer: well under 1% overhead.
-    assert!(lc.len() < data.len() + 400, "{} vs {}", lc.len(), data.len());
+    assert!(
+        lc.len() < data.len() + 400,
+        "{} vs {}",
+        lc.len(),
+        data.len()
+    );
     assert_eq!(dec_seek(&lc).expect("decode"), data);
 }
 
@@ -85,8 +119,16 @@ fn every_truncation_is_an_error() {
     let lc = enc(&data, &opts(1_500, 2));
     for n in 0..lc.len() {
         let cut = &lc[..n];
-        assert!(dec_stream(cut).is_err(), "stream decode of {n}/{} bytes succeeded", lc.len());
-        assert!(dec_seek(cut).is_err(), "seek decode of {n}/{} bytes succeeded", lc.len());
+        assert!(
+            dec_stream(cut).is_err(),
+            "stream decode of {n}/{} bytes succeeded",
+            lc.len()
+        );
+        assert!(
+            dec_seek(cut).is_err(),
+            "seek decode of {n}/{} bytes succeeded",
+            lc.len()
+        );
     }
 }
 
@@ -98,8 +140,14 @@ fn every_bit_flip_is_detected() {
         for bit in 0..8 {
             let mut bad = lc.clone();
             bad[byte] ^= 1 << bit;
-            assert!(dec_stream(&bad).is_err(), "stream: flip of bit {bit} in byte {byte} undetected");
-            assert!(dec_seek(&bad).is_err(), "seek: flip of bit {bit} in byte {byte} undetected");
+            assert!(
+                dec_stream(&bad).is_err(),
+                "stream: flip of bit {bit} in byte {byte} undetected"
+            );
+            assert!(
+                dec_seek(&bad).is_err(),
+                "seek: flip of bit {bit} in byte {byte} undetected"
+            );
         }
     }
 }
@@ -108,13 +156,21 @@ fn every_bit_flip_is_detected() {
 fn damaged_chunk_is_named() {
     let data = sample(10_000, 5);
     let lc = enc(&data, &opts(2_000, 1));
-    let info = lcodec::inspect(&Registry::with_enabled(), &mut Cursor::new(&lc), &Default::default()).expect("inspect");
+    let info = lcodec::inspect(
+        &Registry::with_enabled(),
+        &mut Cursor::new(&lc),
+        &Default::default(),
+    )
+    .expect("inspect");
     assert_eq!(info.trailer.chunks.len(), 5);
     let c3 = info.trailer.chunks[3];
     let mut bad = lc.clone();
     bad[(c3.offset + 20) as usize] ^= 0x10;
     let err = dec_seek(&bad).expect_err("damaged chunk decoded");
-    assert_eq!(err.to_string(), format!("chunk 3 (offset {}): checksum mismatch", c3.offset));
+    assert_eq!(
+        err.to_string(),
+        format!("chunk 3 (offset {}): checksum mismatch", c3.offset)
+    );
 }
 
 #[test]
@@ -141,7 +197,12 @@ fn hash_of_original_is_checked() {
     let mut o = opts(10_000, 1);
     o.params.insert("method".into(), "store".into());
     let lc = enc(&data, &o);
-    let info = lcodec::inspect(&Registry::with_enabled(), &mut Cursor::new(&lc), &Default::default()).expect("inspect");
+    let info = lcodec::inspect(
+        &Registry::with_enabled(),
+        &mut Cursor::new(&lc),
+        &Default::default(),
+    )
+    .expect("inspect");
     let c = info.trailer.chunks[0];
     let mut bad = lc.clone();
     let p = (c.offset + 13 + 1) as usize; // after record header and method byte
@@ -149,7 +210,10 @@ fn hash_of_original_is_checked() {
     let mut lens = Vec::new();
     lens.extend_from_slice(&c.comp_len.to_le_bytes());
     lens.extend_from_slice(&c.raw_len.to_le_bytes());
-    let crc = crc32c_of(&lens, &bad[(c.offset + 13) as usize..(c.offset + 13 + c.comp_len as u64) as usize]);
+    let crc = crc32c_of(
+        &lens,
+        &bad[(c.offset + 13) as usize..(c.offset + 13 + c.comp_len as u64) as usize],
+    );
     bad[(c.offset + 9) as usize..(c.offset + 13) as usize].copy_from_slice(&crc.to_le_bytes());
     // The chunk table in the trailer still has the old CRC: stream decoding notices the
     // mismatch between record and table; with the table patched too, the hash catches it.
@@ -164,7 +228,11 @@ fn crc32c_of(a: &[u8], b: &[u8]) -> u32 {
     for &byte in a.iter().chain(b) {
         crc ^= byte as u32;
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -187,7 +255,12 @@ fn patch_table_crc_and_decode(lc: &[u8], crc: u32) -> lcodec::Result<Vec<u8>> {
 fn hostile_lengths_hit_limits_not_the_allocator() {
     // A valid header followed by a chunk record that claims a 4 GiB payload.
     let lc = enc(b"x", &opts(1000, 1));
-    let info = lcodec::inspect(&Registry::with_enabled(), &mut Cursor::new(&lc), &Default::default()).expect("inspect");
+    let info = lcodec::inspect(
+        &Registry::with_enabled(),
+        &mut Cursor::new(&lc),
+        &Default::default(),
+    )
+    .expect("inspect");
     let off = info.trailer.chunks[0].offset as usize;
     let mut bad = lc[..off].to_vec();
     bad.push(b'C');
@@ -200,9 +273,18 @@ fn hostile_lengths_hit_limits_not_the_allocator() {
 
 #[test]
 fn stored_file_name_and_info() {
-    let o = EncodeOptions { file_name: Some("/some/dir/photo.bin".into()), store_name: true, ..Default::default() };
+    let o = EncodeOptions {
+        file_name: Some("/some/dir/photo.bin".into()),
+        store_name: true,
+        ..Default::default()
+    };
     let lc = enc(&sample(1000, 9), &o);
-    let info = lcodec::inspect(&Registry::with_enabled(), &mut Cursor::new(&lc), &Default::default()).expect("inspect");
+    let info = lcodec::inspect(
+        &Registry::with_enabled(),
+        &mut Cursor::new(&lc),
+        &Default::default(),
+    )
+    .expect("inspect");
     assert_eq!(info.header.metadata.file_name.as_deref(), Some("photo.bin"));
     assert_eq!(info.codec_name, Some("raw"));
     assert_eq!(info.trailer.original_size, 1000);
@@ -230,7 +312,9 @@ fn shared_text_files() -> Option<Vec<std::path::PathBuf>> {
 
 #[test]
 fn text_corpora_round_trip() {
-    let Some(files) = shared_text_files() else { return };
+    let Some(files) = shared_text_files() else {
+        return;
+    };
     assert!(files.len() >= 10);
     for f in files {
         let data = std::fs::read(&f).expect("read");

@@ -7,7 +7,12 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 fn tool(cmd: &str, args: &[&str], data: &[u8]) -> Option<usize> {
-    let mut child = Command::new(cmd).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().ok()?;
+    let mut child = Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .ok()?;
     let mut stdin = child.stdin.take()?;
     let d = data.to_vec();
     let t = std::thread::spawn(move || stdin.write_all(&d));
@@ -17,8 +22,14 @@ fn tool(cmd: &str, args: &[&str], data: &[u8]) -> Option<usize> {
 }
 
 fn main() {
-    let threads: usize = std::env::var("THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
-    let mut opts = lcodec_core::EncodeOptions { threads, ..Default::default() };
+    let threads: usize = std::env::var("THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let mut opts = lcodec_core::EncodeOptions {
+        threads,
+        ..Default::default()
+    };
     if let Ok(m) = std::env::var("MODE") {
         opts.params.insert("mode".into(), m);
     }
@@ -26,8 +37,12 @@ fn main() {
     opts.chunk_size = std::env::var("CHUNK").ok().and_then(|q| q.parse().ok());
     let mut sum_ratio_vs_xz = 0.0;
     let mut n = 0;
-    let (mut tot_raw, mut tot_lc, mut tot_xz, mut tot_enc, mut tot_dec) = (0usize, 0usize, 0usize, 0f64, 0f64);
-    println!("{:<28} {:>9} {:>8} {:>8} {:>8} {:>7} {:>7} {:>6} {:>6} {:>6}", "file", "bytes", "lcodec", "xz-9", "zstd-19", "r_lc", "r_xz", "xz/lc", "encMB/s", "decMB/s");
+    let (mut tot_raw, mut tot_lc, mut tot_xz, mut tot_enc, mut tot_dec) =
+        (0usize, 0usize, 0usize, 0f64, 0f64);
+    println!(
+        "{:<28} {:>9} {:>8} {:>8} {:>8} {:>7} {:>7} {:>6} {:>6} {:>6}",
+        "file", "bytes", "lcodec", "xz-9", "zstd-19", "r_lc", "r_xz", "xz/lc", "encMB/s", "decMB/s"
+    );
     for f in std::env::args().skip(1) {
         let data = std::fs::read(&f).expect("read");
         let t0 = Instant::now();
@@ -38,9 +53,17 @@ fn main() {
         let td = t0.elapsed().as_secs_f64();
         assert!(d == data, "round trip mismatch on {f}");
         let xz = tool("xz", &["-9", "-c"], &data).unwrap_or(0);
-        let zs = if std::env::var("NOZSTD").is_ok() { 0 } else { tool("zstd", &["-19", "-c", "-q"], &data).unwrap_or(0) };
+        let zs = if std::env::var("NOZSTD").is_ok() {
+            0
+        } else {
+            tool("zstd", &["-19", "-c", "-q"], &data).unwrap_or(0)
+        };
         let lc = c.len();
-        let name = std::path::Path::new(&f).file_name().expect("file name").to_string_lossy().to_string();
+        let name = std::path::Path::new(&f)
+            .file_name()
+            .expect("file name")
+            .to_string_lossy()
+            .to_string();
         let r = xz as f64 / lc as f64;
         sum_ratio_vs_xz += r;
         n += 1;
@@ -51,9 +74,16 @@ fn main() {
         tot_dec += td;
         println!(
             "{:<28} {:>9} {:>8} {:>8} {:>8} {:>7.2} {:>7.2} {:>6.3} {:>6.2} {:>6.2}",
-            name, data.len(), lc, xz, zs,
-            data.len() as f64 / lc as f64, data.len() as f64 / xz as f64, r,
-            data.len() as f64 / te / 1e6, data.len() as f64 / td / 1e6
+            name,
+            data.len(),
+            lc,
+            xz,
+            zs,
+            data.len() as f64 / lc as f64,
+            data.len() as f64 / xz as f64,
+            r,
+            data.len() as f64 / te / 1e6,
+            data.len() as f64 / td / 1e6
         );
     }
     println!(

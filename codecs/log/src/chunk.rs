@@ -14,8 +14,8 @@
 
 use lcodec_core::{Error, Result};
 
-use crate::cm::{hc, ByteCoder, Coder, Decoder, Encoder, NCTX, NM};
-use crate::template::{finalize_templates, tokenize, Clusterer, Template, MAX_TOKENS};
+use crate::cm::{ByteCoder, Coder, Decoder, Encoder, NCTX, NM, hc};
+use crate::template::{Clusterer, MAX_TOKENS, Template, finalize_templates, tokenize};
 
 type ColStats = std::collections::HashMap<(u32, u32), (f64, u64, Vec<String>)>;
 thread_local! {
@@ -59,7 +59,9 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 fn get_varint(src: &[u8], pos: &mut usize) -> Result<u64> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
-        let b = *src.get(*pos).ok_or_else(|| Error::codec("log", "chunk header truncated"))?;
+        let b = *src
+            .get(*pos)
+            .ok_or_else(|| Error::codec("log", "chunk header truncated"))?;
         *pos += 1;
         v |= ((b & 0x7F) as u64) << shift;
         if b < 0x80 {
@@ -71,7 +73,10 @@ fn get_varint(src: &[u8], pos: &mut usize) -> Result<u64> {
 
 /// Whether the chunk looks like binary data rather than text lines.
 fn looks_binary(data: &[u8]) -> bool {
-    let ctrl = data.iter().filter(|&&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0C | 0x1B)).count();
+    let ctrl = data
+        .iter()
+        .filter(|&&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0C | 0x1B))
+        .count();
     let lines = data.iter().filter(|&&b| b == b'\n').count() + 1;
     ctrl * 100 > data.len() || data.len() / lines > 4096
 }
@@ -83,15 +88,24 @@ fn zstd_compress(data: &[u8]) -> Result<Vec<u8>> {
 fn zstd_decompress(data: &[u8], max: usize) -> Result<Vec<u8>> {
     let mut d = zstd::bulk::Decompressor::new()?;
     let mut out = Vec::new();
-    out.try_reserve_exact(max).map_err(|_| Error::Limit(format!("log: cannot allocate {max} bytes")))?;
-    d.decompress_to_buffer(data, &mut out).map_err(|e| Error::codec("log", format!("zstd: {e}")))?;
+    out.try_reserve_exact(max)
+        .map_err(|_| Error::Limit(format!("log: cannot allocate {max} bytes")))?;
+    d.decompress_to_buffer(data, &mut out)
+        .map_err(|e| Error::codec("log", format!("zstd: {e}")))?;
     Ok(out)
 }
 
 /// Table size for a chunk of `len` bytes.
 fn table_bits(len: usize) -> u8 {
     let lg = usize::BITS - len.max(1).leading_zeros();
-    let add = if crate::cm::STATS { std::env::var("LOG_TB").ok().and_then(|v| v.parse().ok()).unwrap_or(4) } else { 4 };
+    let add = if crate::cm::STATS {
+        std::env::var("LOG_TB")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(4)
+    } else {
+        4
+    };
     (lg + add).clamp(18, 24) as u8
 }
 
@@ -146,7 +160,11 @@ impl State {
 
     /// Expected next byte from the history match model.
     fn match_expect(&self) -> i32 {
-        if self.mlen > 0 { self.hist[self.mptr] as i32 } else { -1 }
+        if self.mlen > 0 {
+            self.hist[self.mptr] as i32
+        } else {
+            -1
+        }
     }
 
     /// Appends a coded text byte to the history and updates the match model and words.
@@ -237,7 +255,13 @@ fn hash_bytes(b: &[u8]) -> u32 {
 
 /// Codes one value terminated by '\n'. On decode `val` is ignored; returns the value.
 /// `budget` bounds the value length on decode.
-fn code_value(bc: &mut ByteCoder<'_>, st: &mut State, val: &[u8], vc: &ValueCtx<'_>, budget: usize) -> Result<Vec<u8>> {
+fn code_value(
+    bc: &mut ByteCoder<'_>,
+    st: &mut State,
+    val: &[u8],
+    vc: &ValueCtx<'_>,
+    budget: usize,
+) -> Result<Vec<u8>> {
     let enc = matches!(bc.coder, Coder::Enc(_));
     let mut out = Vec::new();
     let mut ph = hc(vc.col, 0x5EED);
@@ -250,7 +274,11 @@ fn code_value(bc: &mut ByteCoder<'_>, st: &mut State, val: &[u8], vc: &ValueCtx<
     let (mut k, mut j) = (0usize, 0usize);
     let mut i = 0usize;
     loop {
-        let b = if enc { val.get(i).copied().unwrap_or(b'\n') } else { 0 };
+        let b = if enc {
+            val.get(i).copied().unwrap_or(b'\n')
+        } else {
+            0
+        };
         let c1 = (st.h8 & 0xFF) as u32;
         let c2 = (st.h8 & 0xFFFF) as u32;
         let c4 = (st.h8 & 0xFFFF_FFFF) as u32;
@@ -284,7 +312,15 @@ fn code_value(bc: &mut ByteCoder<'_>, st: &mut State, val: &[u8], vc: &ValueCtx<
         let apm = vc.kind * 4 + (i.min(3) as u32);
         let mrun = if em >= 0 { st.mlen.min(15) + 16 } else { 0 };
         let sel2 = (vc.col >> 22) ^ (vc.kind << 8);
-        let got = bc.byte(b, &ctx, sel, sel2, [et, eg, em, el], [run[0], run[1], mrun, run[3]], apm);
+        let got = bc.byte(
+            b,
+            &ctx,
+            sel,
+            sel2,
+            [et, eg, em, el],
+            [run[0], run[1], mrun, run[3]],
+            apm,
+        );
         run[0] = if et == got as i32 { run[0] + 1 } else { 0 };
         run[1] = if eg == got as i32 { run[1] + 1 } else { 0 };
         run[3] = if el == got as i32 { run[3] + 1 } else { 0 };
@@ -334,13 +370,23 @@ fn code_meta(bc: &mut ByteCoder<'_>, st: &mut State, v: u32, nbytes: u32, what: 
             hc(hc(hc(w, hi), st.prev_cr as u32), 15),
             hc(hc(hc(w, hi), hash_bytes(st.glast[0].as_slice())), 16),
             hc(hc(hc(w, hi), hash_bytes(st.glast[1].as_slice())), 18),
-            hc(hc(hc(hc(w, hi), p[0]), hash_bytes(st.glast[1].as_slice())), 19),
-
+            hc(
+                hc(hc(hc(w, hi), p[0]), hash_bytes(st.glast[1].as_slice())),
+                19,
+            ),
         ];
         let e0 = ((p[0] >> (8 * j)) & 0xFF) as i32;
         let e1 = ((p[1] >> (8 * j)) & 0xFF) as i32;
         let sel = K_META * 8 + (what & 3) * 2 + (j & 1);
-        let got = bc.byte(b, &ctx, sel, 1000 + what * 2 + (j & 1), [e0, e1, -1, -1], [8, 8, 0, 0], K_META * 4 + (what & 3));
+        let got = bc.byte(
+            b,
+            &ctx,
+            sel,
+            1000 + what * 2 + (j & 1),
+            [e0, e1, -1, -1],
+            [8, 8, 0, 0],
+            K_META * 4 + (what & 3),
+        );
         st.h8 = (st.h8 << 8) | got as u64;
         r = (r << 8) | got as u32;
     }
@@ -376,7 +422,11 @@ pub fn encode_chunk(data: &[u8], fast: Option<i32>) -> Result<Vec<u8>> {
         return Ok(out);
     }
     let final_nl = data.last() == Some(&b'\n');
-    let body = if final_nl { &data[..data.len() - 1] } else { data };
+    let body = if final_nl {
+        &data[..data.len() - 1]
+    } else {
+        data
+    };
     let mut lines: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
     let mut crs = Vec::with_capacity(lines.len());
     for l in lines.iter_mut() {
@@ -427,12 +477,20 @@ pub fn encode_chunk(data: &[u8], fast: Option<i32>) -> Result<Vec<u8>> {
             cnt[*a as usize] += 1;
         }
         for (i, t) in templates.iter().enumerate() {
-            let s: Vec<String> = t.iter().map(|x| x.as_ref().map_or("<*>".into(), |v| String::from_utf8_lossy(v).into_owned())).collect();
+            let s: Vec<String> = t
+                .iter()
+                .map(|x| {
+                    x.as_ref()
+                        .map_or("<*>".into(), |v| String::from_utf8_lossy(v).into_owned())
+                })
+                .collect();
             eprintln!("T{i} x{}: {}", cnt[i], s.join(" "));
         }
     }
     if let Some(level) = fast {
-        return encode_fast(data, level, &lines, &crs, &kinds, &toks, &templates, final_nl);
+        return encode_fast(
+            data, level, &lines, &crs, &kinds, &toks, &templates, final_nl,
+        );
     }
     let bits = table_bits(data.len());
     let mut bc = ByteCoder::new(bits as u32, Coder::Enc(Encoder::new()));
@@ -446,7 +504,14 @@ pub fn encode_chunk(data: &[u8], fast: Option<i32>) -> Result<Vec<u8>> {
                 code_cr(&mut bc, &mut st, crs[li], SYM_RAW);
                 let raw_last = std::mem::take(&mut st.raw_last);
                 let prev = std::mem::take(&mut st.prev_line);
-                let vc = ValueCtx { kind: K_RAW, col: 0xAAAA, gcol: 0xBBBB, vt: &raw_last, vg: &prev, vl: None };
+                let vc = ValueCtx {
+                    kind: K_RAW,
+                    col: 0xAAAA,
+                    gcol: 0xBBBB,
+                    vt: &raw_last,
+                    vg: &prev,
+                    vl: None,
+                };
                 code_value(&mut bc, &mut st, l, &vc, usize::MAX)?;
                 st.raw_last = l.to_vec();
                 end_line(&mut st, SYM_RAW, l, &[]);
@@ -478,9 +543,14 @@ pub fn encode_chunk(data: &[u8], fast: Option<i32>) -> Result<Vec<u8>> {
     if crate::cm::STATS && std::env::var("LOG_COLS").is_ok() {
         COLSTATS.with(|m| {
             let mut v: Vec<_> = m.borrow_mut().drain().collect();
-            v.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
+            v.sort_by(|a, b| b.1.0.total_cmp(&a.1.0));
             for ((c, p), (bits, n, ex)) in v.iter().take(25) {
-                eprintln!("T{c}.{p}: {:.0} bits / {n} = {:.1} per value  e.g. {:?}", bits, bits / *n as f64, ex);
+                eprintln!(
+                    "T{c}.{p}: {:.0} bits / {n} = {:.1} per value  e.g. {:?}",
+                    bits,
+                    bits / *n as f64,
+                    ex
+                );
             }
         });
     }
@@ -488,7 +558,16 @@ pub fn encode_chunk(data: &[u8], fast: Option<i32>) -> Result<Vec<u8>> {
         LINKSTAT.with(|l| eprintln!("link predictions {:?}", l.borrow()));
         eprintln!(
             "lines {} templates {} | bytes/bits var {}/{:.0} raw {}/{:.0} tdef {}/{:.0} meta {}/{:.0}",
-            lines.len(), n_defined, bc.count[0], bc.cost[0], bc.count[1], bc.cost[1], bc.count[2], bc.cost[2], bc.count[3], bc.cost[3]
+            lines.len(),
+            n_defined,
+            bc.count[0],
+            bc.cost[0],
+            bc.count[1],
+            bc.cost[1],
+            bc.count[2],
+            bc.cost[2],
+            bc.count[3],
+            bc.cost[3]
         );
     }
     let Coder::Enc(e) = bc.coder else {
@@ -499,7 +578,11 @@ pub fn encode_chunk(data: &[u8], fast: Option<i32>) -> Result<Vec<u8>> {
     put_varint(&mut out, lines.len() as u64);
     out.push(final_nl as u8);
     out.push(bits);
-    let side_z = if side.is_empty() { Vec::new() } else { zstd_compress(&side)? };
+    let side_z = if side.is_empty() {
+        Vec::new()
+    } else {
+        zstd_compress(&side)?
+    };
     put_varint(&mut out, side_z.len() as u64);
     out.extend_from_slice(&side_z);
     out.extend_from_slice(&cm);
@@ -532,7 +615,12 @@ fn end_line(st: &mut State, sym: u32, line: &[u8], toks: &[&[u8]]) {
 
 /// Codes a template definition; returns it (decoded on decode).
 /// `budget` bounds the total constant bytes on decode (the defining line contains them all).
-fn code_template(bc: &mut ByteCoder<'_>, st: &mut State, tm: Option<&Template>, mut budget: usize) -> Result<Template> {
+fn code_template(
+    bc: &mut ByteCoder<'_>,
+    st: &mut State,
+    tm: Option<&Template>,
+    mut budget: usize,
+) -> Result<Template> {
     let n = tm.map_or(0, |t| t.len() as u32);
     let n = code_meta(bc, st, n, 1, 2) as usize;
     if n == 0 {
@@ -545,11 +633,30 @@ fn code_template(bc: &mut ByteCoder<'_>, st: &mut State, tm: Option<&Template>, 
         if is_const {
             let empty = Vec::new();
             let val = tm.and_then(|t| t[p].as_ref()).unwrap_or(&empty);
-            let g = if p < GSLOTS { std::mem::take(&mut st.glast[p]) } else { Vec::new() };
+            let g = if p < GSLOTS {
+                std::mem::take(&mut st.glast[p])
+            } else {
+                Vec::new()
+            };
             let empty = Vec::new();
-            let prev_def = st.last_tdef.get(p).and_then(|t| t.as_ref()).unwrap_or(&empty);
-            let vt = if TDEF_PREV { prev_def.clone() } else { g.clone() };
-            let vc = ValueCtx { kind: K_TDEF, col: 0xCCCC, gcol: hc(0xDDDD, p as u32), vt: &vt, vg: &g, vl: None };
+            let prev_def = st
+                .last_tdef
+                .get(p)
+                .and_then(|t| t.as_ref())
+                .unwrap_or(&empty);
+            let vt = if TDEF_PREV {
+                prev_def.clone()
+            } else {
+                g.clone()
+            };
+            let vc = ValueCtx {
+                kind: K_TDEF,
+                col: 0xCCCC,
+                gcol: hc(0xDDDD, p as u32),
+                vt: &vt,
+                vg: &g,
+                vl: None,
+            };
             let v = code_value(bc, st, val, &vc, budget.min(LONG_LINE));
             if let Ok(v) = &v {
                 budget = budget.saturating_sub(v.len() + 1);
@@ -582,12 +689,23 @@ fn code_vars(
             None => {
                 let val: &[u8] = toks.map_or(&[], |t| t[p]);
                 let vt = std::mem::take(&mut st.tlast[c as usize][p]);
-                let vg = if p < GSLOTS { std::mem::take(&mut st.glast[p]) } else { Vec::new() };
+                let vg = if p < GSLOTS {
+                    std::mem::take(&mut st.glast[p])
+                } else {
+                    Vec::new()
+                };
                 let col = hc(hc(c, p as u32), 0x7777);
                 let gcol = hc(p as u32, 0x8888);
                 let link = st.tlink[c as usize][p];
                 let vl = res.get(link as usize).map(Vec::as_slice);
-                let vc = ValueCtx { kind: K_VAR, col, gcol, vt: &vt, vg: &vg, vl };
+                let vc = ValueCtx {
+                    kind: K_VAR,
+                    col,
+                    gcol,
+                    vt: &vt,
+                    vg: &vg,
+                    vl,
+                };
                 let before = bc.cost[0];
                 let got = code_value(bc, st, val, &vc, budget)?;
                 // All values of a line are in the output: bound their sum, not each one.
@@ -629,7 +747,9 @@ fn code_vars(
 /// # Errors
 /// [`Error::Codec`] for a malformed payload.
 pub fn decode_chunk(payload: &[u8], raw_len: usize) -> Result<Vec<u8>> {
-    let (&mode, rest) = payload.split_first().ok_or_else(|| Error::codec("log", "empty chunk payload"))?;
+    let (&mode, rest) = payload
+        .split_first()
+        .ok_or_else(|| Error::codec("log", "empty chunk payload"))?;
     match mode {
         MODE_STORED => return Ok(rest.to_vec()),
         MODE_ZSTD => return zstd_decompress(rest, raw_len),
@@ -640,26 +760,41 @@ pub fn decode_chunk(payload: &[u8], raw_len: usize) -> Result<Vec<u8>> {
     let mut pos = 0usize;
     let n_lines = get_varint(rest, &mut pos)?;
     if n_lines > raw_len as u64 + 1 {
-        return Err(Error::codec("log", format!("{n_lines} lines in a chunk of {raw_len} bytes")));
+        return Err(Error::codec(
+            "log",
+            format!("{n_lines} lines in a chunk of {raw_len} bytes"),
+        ));
     }
-    let flags = *rest.get(pos).ok_or_else(|| Error::codec("log", "chunk header truncated"))?;
-    let bits = *rest.get(pos + 1).ok_or_else(|| Error::codec("log", "chunk header truncated"))?;
+    let flags = *rest
+        .get(pos)
+        .ok_or_else(|| Error::codec("log", "chunk header truncated"))?;
+    let bits = *rest
+        .get(pos + 1)
+        .ok_or_else(|| Error::codec("log", "chunk header truncated"))?;
     pos += 2;
     if !(18..=24).contains(&bits) {
-        return Err(Error::codec("log", format!("table size 2^{bits} out of range")));
+        return Err(Error::codec(
+            "log",
+            format!("table size 2^{bits} out of range"),
+        ));
     }
     let side_len = get_varint(rest, &mut pos)? as usize;
     if side_len > rest.len() - pos {
         return Err(Error::codec("log", "side stream past the end of the chunk"));
     }
-    let side = if side_len == 0 { Vec::new() } else { zstd_decompress(&rest[pos..pos + side_len], raw_len)? };
+    let side = if side_len == 0 {
+        Vec::new()
+    } else {
+        zstd_decompress(&rest[pos..pos + side_len], raw_len)?
+    };
     pos += side_len;
     let mut side_pos = 0usize;
     let mut bc = ByteCoder::new(bits as u32, Coder::Dec(Decoder::new(&rest[pos..])));
     let mut st = State::new();
     let mut templates: Vec<Template> = Vec::new();
     let mut out: Vec<u8> = Vec::new();
-    out.try_reserve_exact(raw_len).map_err(|_| Error::Limit(format!("log: cannot allocate {raw_len} bytes")))?;
+    out.try_reserve_exact(raw_len)
+        .map_err(|_| Error::Limit(format!("log: cannot allocate {raw_len} bytes")))?;
     for li in 0..n_lines {
         let budget = raw_len.saturating_sub(out.len());
         let sym = code_meta(&mut bc, &mut st, 0, 2, 0);
@@ -668,7 +803,14 @@ pub fn decode_chunk(payload: &[u8], raw_len: usize) -> Result<Vec<u8>> {
                 let cr = code_cr(&mut bc, &mut st, false, SYM_RAW);
                 let raw_last = std::mem::take(&mut st.raw_last);
                 let prev = std::mem::take(&mut st.prev_line);
-                let vc = ValueCtx { kind: K_RAW, col: 0xAAAA, gcol: 0xBBBB, vt: &raw_last, vg: &prev, vl: None };
+                let vc = ValueCtx {
+                    kind: K_RAW,
+                    col: 0xAAAA,
+                    gcol: 0xBBBB,
+                    vt: &raw_last,
+                    vg: &prev,
+                    vl: None,
+                };
                 let l = code_value(&mut bc, &mut st, &[], &vc, budget)?;
                 out.extend_from_slice(&l);
                 if cr {
@@ -682,7 +824,9 @@ pub fn decode_chunk(payload: &[u8], raw_len: usize) -> Result<Vec<u8>> {
                 let len = code_meta(&mut bc, &mut st, 0, 4, 1) as usize;
                 let piece = side
                     .get(side_pos..side_pos.saturating_add(len))
-                    .ok_or_else(|| Error::codec("log", "long line past the end of the side stream"))?;
+                    .ok_or_else(|| {
+                        Error::codec("log", "long line past the end of the side stream")
+                    })?;
                 side_pos += len;
                 out.extend_from_slice(piece);
                 if cr {
@@ -693,7 +837,10 @@ pub fn decode_chunk(payload: &[u8], raw_len: usize) -> Result<Vec<u8>> {
             s => {
                 let c = s - SYM_BASE;
                 if c as usize > templates.len() {
-                    return Err(Error::codec("log", format!("template {c} used before it is defined")));
+                    return Err(Error::codec(
+                        "log",
+                        format!("template {c} used before it is defined"),
+                    ));
                 }
                 if c as usize == templates.len() {
                     let tm = code_template(&mut bc, &mut st, None, budget)?;
@@ -723,7 +870,10 @@ pub fn decode_chunk(payload: &[u8], raw_len: usize) -> Result<Vec<u8>> {
             out.push(b'\n');
         }
         if out.len() > raw_len {
-            return Err(Error::codec("log", format!("chunk decodes past its {raw_len} bytes")));
+            return Err(Error::codec(
+                "log",
+                format!("chunk decodes past its {raw_len} bytes"),
+            ));
         }
         if let Coder::Dec(d) = &bc.coder {
             d.check()?;
@@ -754,7 +904,10 @@ fn encode_fast(
     let mut defs = Vec::new();
     let mut raw = Vec::new();
     let mut side = Vec::new();
-    let mut cols: Vec<Vec<Vec<u8>>> = templates.iter().map(|t| vec![Vec::new(); t.len()]).collect();
+    let mut cols: Vec<Vec<Vec<u8>>> = templates
+        .iter()
+        .map(|t| vec![Vec::new(); t.len()])
+        .collect();
     let mut n_defined = 0u32;
     for (li, l) in lines.iter().enumerate() {
         let sym = match kinds[li] {
@@ -809,7 +962,13 @@ fn encode_fast(
     let mut out = vec![MODE_FAST];
     put_varint(&mut out, lines.len() as u64);
     out.push(final_nl as u8);
-    let z = |d: &[u8]| -> Result<Vec<u8>> { if d.is_empty() { Ok(Vec::new()) } else { Ok(zstd::bulk::compress(d, level)?) } };
+    let z = |d: &[u8]| -> Result<Vec<u8>> {
+        if d.is_empty() {
+            Ok(Vec::new())
+        } else {
+            Ok(zstd::bulk::compress(d, level)?)
+        }
+    };
     for part in [z(&meta)?, z(&body)?, z(&side)?] {
         put_varint(&mut out, part.len() as u64);
         out.extend_from_slice(&part);
@@ -840,7 +999,11 @@ fn decode_fast(rest: &[u8], raw_len: usize) -> Result<Vec<u8>> {
         let p = &rest[pos..pos + len];
         pos += len;
         // Metadata is at most ~12 bytes per line; body and side at most the chunk.
-        parts.push(if p.is_empty() { Vec::new() } else { zstd_decompress(p, raw_len.saturating_mul(2).saturating_add(64))? });
+        parts.push(if p.is_empty() {
+            Vec::new()
+        } else {
+            zstd_decompress(p, raw_len.saturating_mul(2).saturating_add(64))?
+        });
     }
     let (meta, body, side) = (&parts[0], &parts[1], &parts[2]);
     // Pass 1: symbols, counts per template.
@@ -870,7 +1033,10 @@ fn decode_fast(rest: &[u8], raw_len: usize) -> Result<Vec<u8>> {
     let mut bp = 0usize;
     let take_value = |bp: &mut usize| -> Result<&[u8]> {
         let rest = body.get(*bp..).ok_or_else(|| bad("body truncated"))?;
-        let n = rest.iter().position(|&b| b == b'\n').ok_or_else(|| bad("value without end"))?;
+        let n = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or_else(|| bad("value without end"))?;
         *bp += n + 1;
         Ok(&rest[..n])
     };
@@ -882,7 +1048,11 @@ fn decode_fast(rest: &[u8], raw_len: usize) -> Result<Vec<u8>> {
         for _ in 0..n {
             let m = *body.get(bp).ok_or_else(|| bad("body truncated"))?;
             bp += 1;
-            t.push(if m != 0 { Some(take_value(&mut bp)?.to_vec()) } else { None });
+            t.push(if m != 0 {
+                Some(take_value(&mut bp)?.to_vec())
+            } else {
+                None
+            });
         }
         templates.push(t);
     }
@@ -901,7 +1071,8 @@ fn decode_fast(rest: &[u8], raw_len: usize) -> Result<Vec<u8>> {
         cursors.push(cs);
     }
     let mut out = Vec::new();
-    out.try_reserve_exact(raw_len).map_err(|_| Error::Limit(format!("log: cannot allocate {raw_len} bytes")))?;
+    out.try_reserve_exact(raw_len)
+        .map_err(|_| Error::Limit(format!("log: cannot allocate {raw_len} bytes")))?;
     let (mut side_pos, mut long_i) = (0usize, 0usize);
     for (li, &(sym, cr)) in syms.iter().enumerate() {
         match sym {
@@ -909,7 +1080,9 @@ fn decode_fast(rest: &[u8], raw_len: usize) -> Result<Vec<u8>> {
             SYM_LONG => {
                 let len = long_lens[long_i];
                 long_i += 1;
-                let piece = side.get(side_pos..side_pos.saturating_add(len)).ok_or_else(|| bad("side stream short"))?;
+                let piece = side
+                    .get(side_pos..side_pos.saturating_add(len))
+                    .ok_or_else(|| bad("side stream short"))?;
                 side_pos += len;
                 out.extend_from_slice(piece);
             }

@@ -25,8 +25,8 @@ const NSEL: usize = 2048;
 /// Values are round(4096 / (1 + exp(-(i - 16) / 2))) for i in 0..=32, linearly interpolated.
 fn squash(d: i32) -> i32 {
     const T: [i32; 33] = [
-        1, 2, 4, 6, 10, 17, 27, 45, 74, 120, 194, 311, 488, 747, 1102, 1546, 2048, 2550, 2994, 3349, 3608, 3785,
-        3902, 3976, 4022, 4051, 4069, 4079, 4086, 4090, 4092, 4094, 4095,
+        1, 2, 4, 6, 10, 17, 27, 45, 74, 120, 194, 311, 488, 747, 1102, 1546, 2048, 2550, 2994,
+        3349, 3608, 3785, 3902, 3976, 4022, 4051, 4069, 4079, 4086, 4090, 4092, 4094, 4095,
     ];
     if d > 2047 {
         return 4095;
@@ -149,7 +149,14 @@ impl Predictor {
             nib: 1,
             st_in: [0; NIN],
             w: vec![
-                if STATS { std::env::var("LOG_W0").ok().and_then(|v| v.parse().ok()).unwrap_or(30000) } else { 30000 };
+                if STATS {
+                    std::env::var("LOG_W0")
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(30000)
+                } else {
+                    30000
+                };
                 NIN * NSEL
             ],
             sel: 0,
@@ -170,15 +177,37 @@ impl Predictor {
             apm_ctx: 0,
             pr_mix: 2048,
             pr: 2048,
-            lim: if STATS { std::env::var("LOG_LIM").ok().and_then(|v| v.parse().ok()).unwrap_or(30) } else { 30 },
-            lr: if STATS { std::env::var("LOG_LR").ok().and_then(|v| v.parse().ok()).unwrap_or(4) } else { 4 },
+            lim: if STATS {
+                std::env::var("LOG_LIM")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(30)
+            } else {
+                30
+            },
+            lr: if STATS {
+                std::env::var("LOG_LR")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(4)
+            } else {
+                4
+            },
         }
     }
 
     /// Sets the contexts for the next byte: `ctx` hashes, the mixer selector base (< 64),
     /// the expected bytes of the two match models (or -1) with their current match
     /// lengths, and an SSE context (< 16).
-    pub fn set_byte_context(&mut self, ctx: &[u32; NCTX], sel: u32, sel2: u32, mexp: [i32; NM], mlen: [u32; NM], apm: u32) {
+    pub fn set_byte_context(
+        &mut self,
+        ctx: &[u32; NCTX],
+        sel: u32,
+        sel2: u32,
+        mexp: [i32; NM],
+        mlen: [u32; NM],
+        apm: u32,
+    ) {
         self.sel2base = (sel2 as usize & 1023) * 4;
         for (i, c) in ctx.iter().enumerate() {
             self.ctx[i] = finalize(c.wrapping_add((i as u32).wrapping_mul(0x9E37_79B9)));
@@ -335,7 +364,10 @@ pub fn finalize(mut h: u32) -> u32 {
 /// Combines a hash with one more value.
 #[inline]
 pub fn hc(h: u32, v: u32) -> u32 {
-    (h ^ v).wrapping_mul(0x0100_0193).rotate_left(13).wrapping_add(0x6A09_E667)
+    (h ^ v)
+        .wrapping_mul(0x0100_0193)
+        .rotate_left(13)
+        .wrapping_add(0x6A09_E667)
 }
 
 /// Binary arithmetic encoder (carry-less, 32-bit range, 12-bit probabilities).
@@ -348,7 +380,11 @@ pub struct Encoder {
 impl Encoder {
     /// An empty encoder.
     pub fn new() -> Self {
-        Encoder { x1: 0, x2: u32::MAX, out: Vec::new() }
+        Encoder {
+            x1: 0,
+            x2: u32::MAX,
+            out: Vec::new(),
+        }
     }
     /// Codes bit `y` with probability `p` (12-bit, of a 1).
     #[inline]
@@ -392,7 +428,14 @@ pub struct Decoder<'a> {
 impl<'a> Decoder<'a> {
     /// A decoder over `src`.
     pub fn new(src: &'a [u8]) -> Self {
-        let mut d = Decoder { x1: 0, x2: u32::MAX, x: 0, src, pos: 0, overrun: 0 };
+        let mut d = Decoder {
+            x1: 0,
+            x2: u32::MAX,
+            x: 0,
+            src,
+            pos: 0,
+            overrun: 0,
+        };
         for _ in 0..4 {
             d.x = (d.x << 8) | d.next_byte();
         }
@@ -477,13 +520,28 @@ pub struct ByteCoder<'a> {
 impl<'a> ByteCoder<'a> {
     /// A byte coder with a 2^`bits` counter table.
     pub fn new(bits: u32, coder: Coder<'a>) -> Self {
-        ByteCoder { pred: Predictor::new(bits), coder, flags: vec![HALF; 1 << 16], cost: [0.0; 8], count: [0; 8] }
+        ByteCoder {
+            pred: Predictor::new(bits),
+            coder,
+            flags: vec![HALF; 1 << 16],
+            cost: [0.0; 8],
+            count: [0; 8],
+        }
     }
 
     /// Codes one byte (returns it; on decode the argument is ignored).
     #[inline]
     #[allow(clippy::too_many_arguments)]
-    pub fn byte(&mut self, b: u8, ctx: &[u32; NCTX], sel: u32, sel2: u32, mexp: [i32; NM], mlen: [u32; NM], apm: u32) -> u8 {
+    pub fn byte(
+        &mut self,
+        b: u8,
+        ctx: &[u32; NCTX],
+        sel: u32,
+        sel2: u32,
+        mexp: [i32; NM],
+        mlen: [u32; NM],
+        apm: u32,
+    ) -> u8 {
         self.pred.set_byte_context(ctx, sel, sel2, mexp, mlen, apm);
         let mut c = 0u32;
         for i in (0..8).rev() {
@@ -535,7 +593,9 @@ mod tests {
 
     #[test]
     fn bytes_round_trip() {
-        let data: Vec<u8> = (0..5000u32).map(|i| ((i * 7) % 13 + i / 100) as u8).collect();
+        let data: Vec<u8> = (0..5000u32)
+            .map(|i| ((i * 7) % 13 + i / 100) as u8)
+            .collect();
         let ctx_of = |prev: u8| {
             let mut c = [0u32; NCTX];
             c[0] = prev as u32;
@@ -545,17 +605,35 @@ mod tests {
         let mut bc = ByteCoder::new(16, Coder::Enc(Encoder::new()));
         let mut prev = 0u8;
         for &b in &data {
-            bc.byte(b, &ctx_of(prev), 1, 0, [prev as i32, -1, -1, -1], [3, 0, 0, 0], 0);
+            bc.byte(
+                b,
+                &ctx_of(prev),
+                1,
+                0,
+                [prev as i32, -1, -1, -1],
+                [3, 0, 0, 0],
+                0,
+            );
             bc.flag(b & 1 == 1, 5);
             prev = b;
         }
-        let Coder::Enc(e) = bc.coder else { unreachable!() };
+        let Coder::Enc(e) = bc.coder else {
+            unreachable!()
+        };
         let bytes = e.finish();
         assert!(bytes.len() < data.len() / 2, "{} bytes", bytes.len());
         let mut bc = ByteCoder::new(16, Coder::Dec(Decoder::new(&bytes)));
         let mut prev = 0u8;
         for &b in &data {
-            let d = bc.byte(0, &ctx_of(prev), 1, 0, [prev as i32, -1, -1, -1], [3, 0, 0, 0], 0);
+            let d = bc.byte(
+                0,
+                &ctx_of(prev),
+                1,
+                0,
+                [prev as i32, -1, -1, -1],
+                [3, 0, 0, 0],
+                0,
+            );
             assert_eq!(d, b);
             assert_eq!(bc.flag(false, 5), b & 1 == 1);
             prev = d;

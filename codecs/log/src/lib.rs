@@ -31,7 +31,9 @@ use std::io::{Read, Write};
 
 use lcodec_core::container::{ChunkSink, ChunkSource, Header};
 use lcodec_core::parallel::{decode_byte_chunks, map_parallel, read_full};
-use lcodec_core::{Codec, CodecId, CodecInfo, Confidence, DecodeOptions, EncodeOptions, Error, Kind, Result};
+use lcodec_core::{
+    Codec, CodecId, CodecInfo, Confidence, DecodeOptions, EncodeOptions, Error, Kind, Result,
+};
 
 pub use chunk::{decode_chunk, encode_chunk};
 
@@ -108,13 +110,20 @@ impl LineChunker<'_> {
 pub fn compress(data: &[u8], opts: &EncodeOptions) -> Result<Vec<u8>> {
     let size = chunk_size(opts)?;
     let mut src: &[u8] = data;
-    let mut ch = LineChunker { src: &mut src, size, carry: Vec::new(), eof: false };
+    let mut ch = LineChunker {
+        src: &mut src,
+        size,
+        carry: Vec::new(),
+        eof: false,
+    };
     let mut chunks = Vec::new();
     while let Some(c) = ch.next_chunk()? {
         chunks.push(c);
     }
     let fast = fast_level(opts)?;
-    let enc = map_parallel(&chunks, opts.effective_threads(), &|c: &Vec<u8>| encode_chunk(c, fast))?;
+    let enc = map_parallel(&chunks, opts.effective_threads(), &|c: &Vec<u8>| {
+        encode_chunk(c, fast)
+    })?;
     let mut out = Vec::new();
     for (raw, e) in chunks.iter().zip(enc) {
         out.extend_from_slice(&(raw.len() as u64).to_le_bytes());
@@ -134,8 +143,16 @@ pub fn decompress(mut data: &[u8]) -> Result<Vec<u8>> {
         if data.len() < 16 {
             return Err(Error::codec("log", "truncated frame"));
         }
-        let raw = u64::from_le_bytes(data[..8].try_into().map_err(|_| Error::codec("log", "frame"))?);
-        let len = u64::from_le_bytes(data[8..16].try_into().map_err(|_| Error::codec("log", "frame"))?);
+        let raw = u64::from_le_bytes(
+            data[..8]
+                .try_into()
+                .map_err(|_| Error::codec("log", "frame"))?,
+        );
+        let len = u64::from_le_bytes(
+            data[8..16]
+                .try_into()
+                .map_err(|_| Error::codec("log", "frame"))?,
+        );
         data = &data[16..];
         if len > data.len() as u64 || raw > MAX_CHUNK as u64 {
             return Err(Error::codec("log", "frame length out of range"));
@@ -159,9 +176,13 @@ fn fast_level(opts: &EncodeOptions) -> Result<Option<i32>> {
         Some("fast") => match opts.quality {
             None => Ok(Some(DEFAULT_FAST_LEVEL)),
             Some(q) if (1..=22).contains(&q) => Ok(Some(q as i32)),
-            Some(q) => Err(Error::InvalidArgument(format!("log: quality {q} out of range for mode=fast (1..=22)"))),
+            Some(q) => Err(Error::InvalidArgument(format!(
+                "log: quality {q} out of range for mode=fast (1..=22)"
+            ))),
         },
-        Some(m) => Err(Error::InvalidArgument(format!("log: mode {m:?} (expected strong or fast)"))),
+        Some(m) => Err(Error::InvalidArgument(format!(
+            "log: mode {m:?} (expected strong or fast)"
+        ))),
     }
 }
 
@@ -171,7 +192,9 @@ fn chunk_size(opts: &EncodeOptions) -> Result<usize> {
         None => opts.chunk_size.unwrap_or(DEFAULT_CHUNK),
     };
     if !(1..=MAX_CHUNK).contains(&size) {
-        return Err(Error::InvalidArgument(format!("log: chunk size {size} (expected 1..={MAX_CHUNK})")));
+        return Err(Error::InvalidArgument(format!(
+            "log: chunk size {size} (expected 1..={MAX_CHUNK})"
+        )));
     }
     Ok(size)
 }
@@ -182,7 +205,10 @@ pub fn looks_like_log(head: &[u8]) -> bool {
     if head.len() < 64 {
         return false;
     }
-    let bad = head.iter().filter(|&&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x1B)).count();
+    let bad = head
+        .iter()
+        .filter(|&&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x1B))
+        .count();
     if bad * 200 > head.len() {
         return false;
     }
@@ -207,18 +233,36 @@ fn line_has_log_header(l: &[u8]) -> bool {
             return true;
         }
         // yyyy-mm-dd, yyyy/mm/dd, yyyy.mm.dd
-        if (0..4).all(|k| d(i + k)) && matches!(w.get(i + 4), Some(b'-' | b'/' | b'.')) && d(i + 5) && d(i + 6) {
+        if (0..4).all(|k| d(i + k))
+            && matches!(w.get(i + 4), Some(b'-' | b'/' | b'.'))
+            && d(i + 5)
+            && d(i + 6)
+        {
             return true;
         }
     }
     // A run of 6+ digits at the start (epoch seconds, yymmdd).
-    let lead = w.iter().skip_while(|b| !b.is_ascii_digit()).take_while(|b| b.is_ascii_digit()).count();
+    let lead = w
+        .iter()
+        .skip_while(|b| !b.is_ascii_digit())
+        .take_while(|b| b.is_ascii_digit())
+        .count();
     let first_digit = w.iter().position(u8::is_ascii_digit).unwrap_or(usize::MAX);
     if lead >= 6 && first_digit < 4 {
         return true;
     }
-    const LEVELS: [&[u8]; 10] =
-        [b"INFO", b"WARN", b"ERROR", b"DEBUG", b"TRACE", b"FATAL", b"NOTICE", b"SEVERE", b"CRITICAL", b"WARNING"];
+    const LEVELS: [&[u8]; 10] = [
+        b"INFO",
+        b"WARN",
+        b"ERROR",
+        b"DEBUG",
+        b"TRACE",
+        b"FATAL",
+        b"NOTICE",
+        b"SEVERE",
+        b"CRITICAL",
+        b"WARNING",
+    ];
     w.split(|&b| matches!(b, b' ' | b'[' | b']' | b':' | b'|' | b'\t'))
         .any(|t| LEVELS.iter().any(|lv| t.eq_ignore_ascii_case(lv)))
 }
@@ -232,12 +276,26 @@ impl Codec for LogCodec {
         looks_like_log(head).then_some(LOG_CONFIDENCE)
     }
 
-    fn encode(&self, src: &mut dyn Read, sink: &mut ChunkSink<'_>, opts: &EncodeOptions) -> Result<()> {
+    fn encode(
+        &self,
+        src: &mut dyn Read,
+        sink: &mut ChunkSink<'_>,
+        opts: &EncodeOptions,
+    ) -> Result<()> {
         let size = chunk_size(opts)?;
         let fast = fast_level(opts)?;
         let threads = opts.effective_threads();
-        sink.begin(lcodec_core::Metadata::new(Kind::Log), Default::default(), &[FORMAT_VERSION])?;
-        let mut ch = LineChunker { src, size, carry: Vec::new(), eof: false };
+        sink.begin(
+            lcodec_core::Metadata::new(Kind::Log),
+            Default::default(),
+            &[FORMAT_VERSION],
+        )?;
+        let mut ch = LineChunker {
+            src,
+            size,
+            carry: Vec::new(),
+            eof: false,
+        };
         loop {
             let mut batch = Vec::new();
             while batch.len() < threads {
@@ -256,10 +314,21 @@ impl Codec for LogCodec {
         }
     }
 
-    fn decode(&self, header: &Header, src: &mut ChunkSource<'_>, dst: &mut dyn Write, opts: &DecodeOptions) -> Result<()> {
+    fn decode(
+        &self,
+        header: &Header,
+        src: &mut ChunkSource<'_>,
+        dst: &mut dyn Write,
+        opts: &DecodeOptions,
+    ) -> Result<()> {
         match header.params.as_slice() {
             [FORMAT_VERSION] => {}
-            p => return Err(Error::malformed(0, format!("log: codec parameters {p:?} (expected [{FORMAT_VERSION}])"))),
+            p => {
+                return Err(Error::malformed(
+                    0,
+                    format!("log: codec parameters {p:?} (expected [{FORMAT_VERSION}])"),
+                ));
+            }
         }
         let limits = opts.limits;
         decode_byte_chunks(src, dst, opts.effective_threads(), &|c| {

@@ -72,9 +72,18 @@ impl Clusterer {
         // 0.7 measured best for both compression and grouping accuracy on Loghub (0.5 is Drain's).
         let mut threshold = 180;
         if cfg!(feature = "stats") {
-            threshold = std::env::var("LOG_SIM").ok().and_then(|v| v.parse().ok()).unwrap_or(threshold);
+            threshold = std::env::var("LOG_SIM")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(threshold);
         }
-        Clusterer { clusters: Vec::new(), by_len: HashMap::new(), exact: HashMap::new(), max_clusters, threshold }
+        Clusterer {
+            clusters: Vec::new(),
+            by_len: HashMap::new(),
+            exact: HashMap::new(),
+            max_clusters,
+            threshold,
+        }
     }
 
     /// Number of clusters so far.
@@ -95,11 +104,16 @@ impl Clusterer {
         let mut key = 0x9E37_79B9_7F4A_7C15u64 ^ n as u64;
         for &(a, b) in toks {
             let t = &line[a as usize..b as usize];
-            let s = if t.iter().any(u8::is_ascii_digit) { Slot::Wild } else { Slot::Word(fnv(t)) };
-            key = (key.rotate_left(7) ^ match s {
-                Slot::Wild => 0x5555,
-                Slot::Word(h) => h,
-            })
+            let s = if t.iter().any(u8::is_ascii_digit) {
+                Slot::Wild
+            } else {
+                Slot::Word(fnv(t))
+            };
+            key = (key.rotate_left(7)
+                ^ match s {
+                    Slot::Wild => 0x5555,
+                    Slot::Word(h) => h,
+                })
             .wrapping_mul(0x100_0000_01B3);
             shape.push(s);
         }
@@ -187,7 +201,11 @@ pub fn finalize_templates<'a>(
         let slot = &mut out[c as usize];
         match slot {
             None => {
-                *slot = Some((0..n_tok(li)).map(|p| Some(tok_of(li, p).to_vec())).collect());
+                *slot = Some(
+                    (0..n_tok(li))
+                        .map(|p| Some(tok_of(li, p).to_vec()))
+                        .collect(),
+                );
             }
             Some(t) => {
                 for (p, s) in t.iter_mut().enumerate() {
@@ -213,7 +231,11 @@ pub fn cluster_lines(data: &[u8]) -> Vec<Option<u32>> {
         .map(|l| {
             let l = l.strip_suffix(b"\r").unwrap_or(l);
             tokenize(l, &mut t);
-            if t.len() > MAX_TOKENS { None } else { cl.add(l, &t) }
+            if t.len() > MAX_TOKENS {
+                None
+            } else {
+                cl.add(l, &t)
+            }
         })
         .collect()
 }
@@ -248,12 +270,25 @@ mod tests {
     fn toks(s: &str) -> Vec<String> {
         let mut v = Vec::new();
         tokenize(s.as_bytes(), &mut v);
-        v.iter().map(|&(a, b)| s[a as usize..b as usize].to_string()).collect()
+        v.iter()
+            .map(|&(a, b)| s[a as usize..b as usize].to_string())
+            .collect()
     }
 
     #[test]
     fn tokens_join_back_exactly() {
-        for s in ["", " ", "a", "a b", "a  b", "  a", "a ", "a  ", "03-17 16:13:38.811  1702  2395 D x", "\t x  "] {
+        for s in [
+            "",
+            " ",
+            "a",
+            "a b",
+            "a  b",
+            "  a",
+            "a ",
+            "a  ",
+            "03-17 16:13:38.811  1702  2395 D x",
+            "\t x  ",
+        ] {
             let t = toks(s);
             assert_eq!(t.join(" "), s, "{t:?}");
         }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use lcodec_core::container::{read_header, ChunkSink, ChunkSource};
+use lcodec_core::container::{ChunkSink, ChunkSource, read_header};
 use lcodec_core::{Codec, DecodeOptions, EncodeOptions};
 use lcodec_log::LogCodec;
 use rand::{Rng, SeedableRng};
@@ -32,7 +32,12 @@ fn unpack(file: &[u8]) -> lcodec_core::Result<Vec<u8>> {
 fn round_trip_with(data: &[u8], opts: &EncodeOptions) -> usize {
     let packed = pack(data, opts);
     let back = unpack(&packed).expect("decode");
-    assert!(back == data, "round trip differs ({} vs {} bytes)", back.len(), data.len());
+    assert!(
+        back == data,
+        "round trip differs ({} vs {} bytes)",
+        back.len(),
+        data.len()
+    );
     packed.len()
 }
 
@@ -41,7 +46,12 @@ fn round_trip(data: &[u8]) -> usize {
 }
 
 fn testdata(name: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(name)).expect("fixture")
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata")
+            .join(name),
+    )
+    .expect("fixture")
 }
 
 fn shared_logs() -> Option<PathBuf> {
@@ -73,7 +83,9 @@ it was the age of foolishness, it was the epoch of belief, it was the epoch of i
 it was the season of Light, it was the season of Darkness, it was the spring of hope,\n\
 it was the winter of despair, we had everything before us, we had nothing before us.\n";
     assert!(codec.sniff(prose, None).is_none());
-    let junk: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let junk: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     assert!(codec.sniff(&junk, None).is_none());
     let conf = codec.sniff(&testdata("app.log"), None).expect("log");
     assert!(conf > lcodec_core::Confidence::FALLBACK && conf < lcodec_core::Confidence::MAGIC);
@@ -92,13 +104,17 @@ fn adversarial_inputs_round_trip() {
     round_trip(&vec![b'\n'; 100_000]);
     round_trip(&vec![b' '; 50_000]);
     // One 10 MB line (no newline at all), text-like.
-    let long: Vec<u8> = (0..10_000_000u32).map(|i| b"abcdefgh 0123"[(i % 13) as usize]).collect();
+    let long: Vec<u8> = (0..10_000_000u32)
+        .map(|i| b"abcdefgh 0123"[(i % 13) as usize])
+        .collect();
     let n = round_trip(&long);
     assert!(n < 100_000, "{n}");
     // Mixed CRLF / LF, lines with many tokens, invalid UTF-8, NULs, a long line inside.
     let mut mixed = Vec::new();
     for i in 0..3000 {
-        mixed.extend_from_slice(format!("2020-01-01 00:00:{:02} INFO job {} done", i % 60, i * 7).as_bytes());
+        mixed.extend_from_slice(
+            format!("2020-01-01 00:00:{:02} INFO job {} done", i % 60, i * 7).as_bytes(),
+        );
         match i % 5 {
             0 => mixed.extend_from_slice(b"\r\n"),
             1 => mixed.extend_from_slice(b" \xff\xfe\x00 bad\n"),
@@ -128,7 +144,8 @@ fn adversarial_inputs_round_trip() {
 }
 
 fn lcodec_log_fast_level(o: &EncodeOptions) -> Option<i32> {
-    (o.params.get("mode").map(String::as_str) == Some("fast")).then_some(lcodec_log::DEFAULT_FAST_LEVEL)
+    (o.params.get("mode").map(String::as_str) == Some("fast"))
+        .then_some(lcodec_log::DEFAULT_FAST_LEVEL)
 }
 
 fn fast_opts() -> EncodeOptions {
@@ -166,14 +183,21 @@ fn fast_mode_round_trips_fixtures_and_adversarial_inputs() {
     let mut src: &[u8] = b"x\n";
     let mut out = Vec::new();
     let mut sink = ChunkSink::new(&mut out, LogCodec.info(), None);
-    assert!(LogCodec.encode(&mut src, &mut sink, &o2).is_err(), "quality 40 must be rejected");
+    assert!(
+        LogCodec.encode(&mut src, &mut sink, &o2).is_err(),
+        "quality 40 must be rejected"
+    );
 }
 
 #[test]
 fn small_chunks_cut_at_line_ends_round_trip() {
     let data = testdata("app.log");
     for chunk in [1usize, 7, 100, 1000] {
-        let opts = EncodeOptions { chunk_size: Some(chunk), threads: 2, ..Default::default() };
+        let opts = EncodeOptions {
+            chunk_size: Some(chunk),
+            threads: 2,
+            ..Default::default()
+        };
         round_trip_with(&data, &opts);
         let mut fast = fast_opts();
         fast.chunk_size = Some(chunk);
@@ -226,14 +250,24 @@ fn corrupt_and_truncated_input_is_an_error_not_a_panic() {
 fn loghub_samples_round_trip_and_beat_xz_class_ratios() {
     let Some(dir) = shared_logs() else { return };
     let dir = dir.join("loghub_2k");
-    let mut names: Vec<_> = std::fs::read_dir(&dir).expect("dir").flatten().map(|e| e.path()).collect();
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .expect("dir")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     names.retain(|p| p.extension().is_some_and(|e| e == "log"));
     names.sort();
     assert_eq!(names.len(), 16);
     let results = lcodec_core::parallel::map_parallel(&names, 2, &|p: &PathBuf| {
         let data = std::fs::read(p)?;
         let n = round_trip(&data);
-        Ok((p.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(), data.len(), n))
+        Ok((
+            p.file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            data.len(),
+            n,
+        ))
     })
     .expect("round trips");
     for (name, raw, packed) in results {
@@ -248,7 +282,8 @@ fn loghub_samples_round_trip_and_beat_xz_class_ratios() {
 #[ignore = "slow: 8.5 MB through the context-mixing coder; run with --ignored"]
 fn proxifier_full_and_kafka_round_trip() {
     let Some(dir) = shared_logs() else { return };
-    let prox = std::fs::read(dir.join("loghub_proxifier_full/Proxifier.log")).expect("Proxifier.log");
+    let prox =
+        std::fs::read(dir.join("loghub_proxifier_full/Proxifier.log")).expect("Proxifier.log");
     let n = round_trip(&prox);
     let ratio = prox.len() as f64 / n as f64;
     eprintln!("Proxifier full: {} -> {n} ({ratio:.2}x)", prox.len());
@@ -268,7 +303,11 @@ fn proxifier_full_and_kafka_round_trip() {
         kafka.extend_from_slice(&data);
     }
     let n = round_trip(&kafka);
-    eprintln!("Kafka concatenated: {} -> {n} ({:.2}x)", kafka.len(), kafka.len() as f64 / n as f64);
+    eprintln!(
+        "Kafka concatenated: {} -> {n} ({:.2}x)",
+        kafka.len(),
+        kafka.len() as f64 / n as f64
+    );
 }
 
 fn parse_csv_line(line: &str) -> Vec<String> {
@@ -298,15 +337,36 @@ fn template_grouping_accuracy_against_loghub_ground_truth() {
     let mut total = 0.0;
     let mut n = 0;
     for sys in [
-        "Android", "Apache", "BGL", "HDFS", "HPC", "Hadoop", "HealthApp", "Linux", "Mac", "OpenSSH", "OpenStack",
-        "Proxifier", "Spark", "Thunderbird", "Windows", "Zookeeper",
+        "Android",
+        "Apache",
+        "BGL",
+        "HDFS",
+        "HPC",
+        "Hadoop",
+        "HealthApp",
+        "Linux",
+        "Mac",
+        "OpenSSH",
+        "OpenStack",
+        "Proxifier",
+        "Spark",
+        "Thunderbird",
+        "Windows",
+        "Zookeeper",
     ] {
         let log = std::fs::read(dir.join(format!("{sys}_2k.log"))).expect("log");
-        let csv = std::fs::read_to_string(dir.join(format!("ground_truth/{sys}_2k.log_structured.csv"))).expect("csv");
+        let csv =
+            std::fs::read_to_string(dir.join(format!("ground_truth/{sys}_2k.log_structured.csv")))
+                .expect("csv");
         let mut lines = csv.lines();
         let head = parse_csv_line(lines.next().expect("header"));
-        let col = head.iter().position(|h| h == "EventId").expect("EventId column");
-        let truth: Vec<String> = lines.map(|l| parse_csv_line(l).get(col).cloned().unwrap_or_default()).collect();
+        let col = head
+            .iter()
+            .position(|h| h == "EventId")
+            .expect("EventId column");
+        let truth: Vec<String> = lines
+            .map(|l| parse_csv_line(l).get(col).cloned().unwrap_or_default())
+            .collect();
         let pred = lcodec_log::template::cluster_lines(&log);
         assert_eq!(pred.len(), truth.len(), "{sys}");
         let ga = lcodec_log::template::grouping_accuracy(&pred, &truth);

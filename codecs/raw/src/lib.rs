@@ -10,7 +10,9 @@ use std::io::{Read, Write};
 
 use lcodec_core::container::{ChunkSink, ChunkSource, Header};
 use lcodec_core::parallel::{decode_byte_chunks, encode_byte_chunks};
-use lcodec_core::{Codec, CodecId, CodecInfo, Confidence, DecodeOptions, EncodeOptions, Error, Kind, Result};
+use lcodec_core::{
+    Codec, CodecId, CodecInfo, Confidence, DecodeOptions, EncodeOptions, Error, Kind, Result,
+};
 
 /// Default chunk size in bytes.
 pub const DEFAULT_CHUNK: usize = 4 << 20;
@@ -53,7 +55,9 @@ fn parse_method(opts: &EncodeOptions) -> Result<Method> {
         None | Some("zstd") => Ok(Method::Zstd),
         Some("deflate") => Ok(Method::Deflate),
         Some("store") => Ok(Method::Store),
-        Some(m) => Err(Error::InvalidArgument(format!("raw: method {m:?} (expected zstd, deflate or store)"))),
+        Some(m) => Err(Error::InvalidArgument(format!(
+            "raw: method {m:?} (expected zstd, deflate or store)"
+        ))),
     }
 }
 
@@ -65,7 +69,10 @@ pub fn compress(method: Method, level: i32, data: &[u8]) -> Result<Vec<u8>> {
     match method {
         Method::Store => Ok(data.to_vec()),
         Method::Deflate => {
-            let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(level as u32));
+            let mut e = flate2::write::DeflateEncoder::new(
+                Vec::new(),
+                flate2::Compression::new(level as u32),
+            );
             e.write_all(data)?;
             Ok(e.finish()?)
         }
@@ -110,7 +117,8 @@ pub fn decompress(method: Method, data: &[u8], raw_len: usize) -> Result<Vec<u8>
         Method::Deflate => {
             let mut out = Vec::with_capacity(raw_len);
             let mut d = flate2::read::DeflateDecoder::new(data).take(raw_len as u64 + 1);
-            d.read_to_end(&mut out).map_err(|e| Error::codec("raw", format!("deflate: {e}")))?;
+            d.read_to_end(&mut out)
+                .map_err(|e| Error::codec("raw", format!("deflate: {e}")))?;
             Ok(out)
         }
         Method::Zstd => {
@@ -133,7 +141,12 @@ impl Codec for RawCodec {
         Some(Confidence::FALLBACK)
     }
 
-    fn encode(&self, src: &mut dyn Read, sink: &mut ChunkSink<'_>, opts: &EncodeOptions) -> Result<()> {
+    fn encode(
+        &self,
+        src: &mut dyn Read,
+        sink: &mut ChunkSink<'_>,
+        opts: &EncodeOptions,
+    ) -> Result<()> {
         let method = parse_method(opts)?;
         let level = match (method, opts.quality) {
             (Method::Zstd, None) => DEFAULT_ZSTD_LEVEL,
@@ -142,7 +155,9 @@ impl Codec for RawCodec {
             (Method::Zstd, Some(q)) if (1..=22).contains(&q) => q as i32,
             (Method::Deflate, Some(q)) if q <= 9 => q as i32,
             (m, Some(q)) => {
-                return Err(Error::InvalidArgument(format!("raw: quality {q} out of range for {m:?} (zstd 1..22, deflate 0..9)")));
+                return Err(Error::InvalidArgument(format!(
+                    "raw: quality {q} out of range for {m:?} (zstd 1..22, deflate 0..9)"
+                )));
             }
         };
         let chunk = opts.chunk_size.unwrap_or(DEFAULT_CHUNK);
@@ -152,7 +167,11 @@ impl Codec for RawCodec {
             // Each payload starts with its own method byte, so a chunk that does not
             // shrink is stored as it is (no expansion beyond one byte, fast decode).
             let packed = compress(method, level, b)?;
-            let (m, body) = if packed.len() < b.len() { (method, &packed[..]) } else { (Method::Store, b) };
+            let (m, body) = if packed.len() < b.len() {
+                (method, &packed[..])
+            } else {
+                (Method::Store, b)
+            };
             let mut out = Vec::with_capacity(body.len() + 1);
             out.push(m as u8);
             out.extend_from_slice(body);
@@ -160,16 +179,29 @@ impl Codec for RawCodec {
         })
     }
 
-    fn decode(&self, header: &Header, src: &mut ChunkSource<'_>, dst: &mut dyn Write, opts: &DecodeOptions) -> Result<()> {
+    fn decode(
+        &self,
+        header: &Header,
+        src: &mut ChunkSource<'_>,
+        dst: &mut dyn Write,
+        opts: &DecodeOptions,
+    ) -> Result<()> {
         if header.params.len() != 1 || method_from_byte(header.params[0]).is_none() {
             return Err(Error::malformed(
                 header.len,
-                format!("raw: codec parameters {:?} (expected one method byte 0..=2)", header.params),
+                format!(
+                    "raw: codec parameters {:?} (expected one method byte 0..=2)",
+                    header.params
+                ),
             ));
         }
         decode_byte_chunks(src, dst, opts.effective_threads(), &|c| {
-            let (&m, body) = c.payload.split_first().ok_or_else(|| c.malformed("raw: empty payload"))?;
-            let method = method_from_byte(m).ok_or_else(|| c.malformed(format!("raw: unknown method byte {m}")))?;
+            let (&m, body) = c
+                .payload
+                .split_first()
+                .ok_or_else(|| c.malformed("raw: empty payload"))?;
+            let method = method_from_byte(m)
+                .ok_or_else(|| c.malformed(format!("raw: unknown method byte {m}")))?;
             decompress(method, body, c.raw_len as usize).map_err(|e| c.malformed(e))
         })
     }

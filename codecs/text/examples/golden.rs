@@ -14,7 +14,11 @@ fn main() {
     let fixture = "fixtures/text-prose.txt";
     let golden = "text-cm/prose.lc";
     let data = std::fs::read(testdata.join(fixture)).expect("read fixture");
-    let opts = EncodeOptions { threads: 1, chunk_size: Some(2048), ..Default::default() };
+    let opts = EncodeOptions {
+        threads: 1,
+        chunk_size: Some(2048),
+        ..Default::default()
+    };
     let codec = TextCmCodec;
     let mut out = Vec::new();
     let mut hr = HashingReader::new(&data[..]);
@@ -24,7 +28,12 @@ fn main() {
     let path = testdata.join("golden").join(golden);
     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
     std::fs::write(&path, &out).expect("write golden");
-    eprintln!("wrote {} ({} bytes from {})", path.display(), out.len(), data.len());
+    eprintln!(
+        "wrote {} ({} bytes from {})",
+        path.display(),
+        out.len(),
+        data.len()
+    );
     println!(
         "{golden}\t{fixture}\tcodec=text-cm,chunk=2048\t{:032x}\ttext-cm: context mixing, 2 chunks (English prose + a UTF-8 line)",
         xxhash_rust::xxh3::xxh3_128(&data)

@@ -10,7 +10,11 @@ use std::process::Command;
 use std::time::Instant;
 
 fn xz_size(path: &Path) -> Option<u64> {
-    let out = Command::new("xz").args(["-9", "-c", "-T1"]).arg(path).output().ok()?;
+    let out = Command::new("xz")
+        .args(["-9", "-c", "-T1"])
+        .arg(path)
+        .output()
+        .ok()?;
     out.status.success().then_some(out.stdout.len() as u64)
 }
 
@@ -63,7 +67,9 @@ fn main() {
         let n = raw.len() as f64;
         println!(
             "{:<36} {:>10} {:>10} {:>10} {:>8.3} {:>8.3} {:>9.0} {:>9.0}",
-            f.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            f.file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             raw.len(),
             packed.len(),
             xz,

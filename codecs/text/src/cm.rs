@@ -24,8 +24,8 @@
 
 /// `4096 / (1 + e^-x)` at x = -8, -7.5, …, 8 (the logistic function, rounded).
 const SQUASH_POINTS: [i32; 33] = [
-    1, 2, 3, 6, 10, 16, 27, 45, 73, 120, 194, 310, 488, 747, 1101, 1546, 2047, 2549, 2994, 3348, 3607, 3785, 3901,
-    3975, 4024, 4050, 4068, 4079, 4085, 4089, 4092, 4093, 4094,
+    1, 2, 3, 6, 10, 16, 27, 45, 73, 120, 194, 310, 488, 747, 1101, 1546, 2047, 2549, 2994, 3348,
+    3607, 3785, 3901, 3975, 4024, 4050, 4068, 4079, 4085, 4089, 4092, 4093, 4094,
 ];
 
 /// Logistic function: stretch domain (±2047, 1/256 units) to a 12-bit probability.
@@ -61,7 +61,10 @@ fn stretch_table() -> Vec<i16> {
 
 #[inline]
 fn hash2(a: u32, b: u32) -> u32 {
-    let mut h = a.wrapping_mul(0x9E37_79B1) ^ b.wrapping_add(0x7F4A_7C15).wrapping_mul(0x85EB_CA6B).rotate_left(13);
+    let mut h = a.wrapping_mul(0x9E37_79B1)
+        ^ b.wrapping_add(0x7F4A_7C15)
+            .wrapping_mul(0x85EB_CA6B)
+            .rotate_left(13);
     h ^= h >> 15;
     h = h.wrapping_mul(0x2C1B_3C6D);
     h ^= h >> 12;
@@ -162,7 +165,12 @@ struct Mixer {
 
 impl Mixer {
     fn new(sets: usize, init: i32) -> Mixer {
-        Mixer { w: vec![init; sets * N_IN], set: 0, dot: 0, pr: 2048 }
+        Mixer {
+            w: vec![init; sets * N_IN],
+            set: 0,
+            dot: 0,
+            pr: 2048,
+        }
     }
 
     #[inline]
@@ -199,7 +207,11 @@ const N_L1: usize = 3;
 
 impl Mixer2 {
     fn new(sets: usize) -> Mixer2 {
-        Mixer2 { w: vec![65536 / N_L1 as i32; sets * N_L1], set: 0, pr: 2048 }
+        Mixer2 {
+            w: vec![65536 / N_L1 as i32; sets * N_L1],
+            set: 0,
+            pr: 2048,
+        }
     }
 
     #[inline]
@@ -241,9 +253,16 @@ impl ModelSize {
     pub fn for_chunk(len: usize, max_bits: u32) -> ModelSize {
         // A byte touches two buckets per table, so 2 × len buckets hold everything.
         let need = (2 * len.max(1)).next_power_of_two().trailing_zeros();
-        let table_bits = need.clamp(Self::MIN_BITS, max_bits.clamp(Self::MIN_BITS, Self::MAX_BITS));
-        let match_bits = (len.max(1).next_power_of_two().trailing_zeros()).clamp(Self::MIN_BITS, table_bits + 4);
-        ModelSize { table_bits, match_bits }
+        let table_bits = need.clamp(
+            Self::MIN_BITS,
+            max_bits.clamp(Self::MIN_BITS, Self::MAX_BITS),
+        );
+        let match_bits =
+            (len.max(1).next_power_of_two().trailing_zeros()).clamp(Self::MIN_BITS, table_bits + 4);
+        ModelSize {
+            table_bits,
+            match_bits,
+        }
     }
 
     /// Approximate bytes the model allocates (hashed tables, match table, and about
@@ -358,7 +377,11 @@ impl Model {
             mmap,
             midx: 0,
             x: [0; N_IN],
-            m: [Mixer::new(7 * 256, 12000), Mixer::new(256 * 8, 12000), Mixer::new(8 * 8 * 4, 12000)],
+            m: [
+                Mixer::new(7 * 256, 12000),
+                Mixer::new(256 * 8, 12000),
+                Mixer::new(8 * 8 * 4, 12000),
+            ],
             m2: Mixer2::new(7 * 8),
             l1: [0; N_L1],
             a1: Apm::new(7 * 256, 7),
@@ -450,7 +473,9 @@ impl Model {
         let n = self.buf.len();
         // word hashes: letters (ASCII case-folded, and all non-ASCII UTF-8 bytes)
         if c.is_ascii_alphabetic() || c >= 0x80 {
-            self.word0 = (self.word0 ^ c.to_ascii_lowercase() as u32).wrapping_add(1).wrapping_mul(0x2F0B_4A73);
+            self.word0 = (self.word0 ^ c.to_ascii_lowercase() as u32)
+                .wrapping_add(1)
+                .wrapping_mul(0x2F0B_4A73);
         } else if self.word0 != 0 {
             self.word1 = self.word0;
             self.word0 = 0;
@@ -488,7 +513,10 @@ impl Model {
                 let cand = self.mtab[hi] as usize;
                 if cand > 0 && cand < n {
                     let mut l = 0usize;
-                    while l < cand && l < MATCH_MAX as usize && self.buf[cand - 1 - l] == self.buf[n - 1 - l] {
+                    while l < cand
+                        && l < MATCH_MAX as usize
+                        && self.buf[cand - 1 - l] == self.buf[n - 1 - l]
+                    {
                         l += 1;
                     }
                     if l >= MATCH_MIN {
@@ -550,7 +578,11 @@ impl Model {
             let shift = 8 - self.bitpos;
             if (pb >> shift) == self.c0 {
                 self.mbit = (pb >> (shift - 1)) & 1;
-                let lq = if self.mlen < 16 { self.mlen } else { 12 + self.mlen.ilog2() } as usize;
+                let lq = if self.mlen < 16 {
+                    self.mlen
+                } else {
+                    12 + self.mlen.ilog2()
+                } as usize;
                 self.midx = (lq << 1) | self.mbit as usize;
                 let pm = (self.mmap[self.midx] >> 4) as i32;
                 x[20] = self.st(pm);

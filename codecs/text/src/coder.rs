@@ -24,7 +24,11 @@ impl Default for BitEncoder {
 impl BitEncoder {
     /// An encoder with an empty output.
     pub fn new() -> Self {
-        BitEncoder { x1: 0, x2: u32::MAX, out: Vec::new() }
+        BitEncoder {
+            x1: 0,
+            x2: u32::MAX,
+            out: Vec::new(),
+        }
     }
 
     /// Codes `bit` where `p1` (1..=65535) is the probability of a 1 in units of 2^-16.
@@ -84,7 +88,13 @@ pub struct BitDecoder<'a> {
 impl<'a> BitDecoder<'a> {
     /// A decoder over `data`.
     pub fn new(data: &'a [u8]) -> Self {
-        let mut d = BitDecoder { x1: 0, x2: u32::MAX, x: 0, data, pos: 0 };
+        let mut d = BitDecoder {
+            x1: 0,
+            x2: u32::MAX,
+            x: 0,
+            data,
+            pos: 0,
+        };
         for _ in 0..4 {
             d.x = (d.x << 8) | d.next_byte();
         }

@@ -39,7 +39,9 @@ use std::io::{Read, Write};
 
 use lcodec_core::container::{ChunkSink, ChunkSource, Header};
 use lcodec_core::parallel::{decode_byte_chunks, encode_byte_chunks};
-use lcodec_core::{Codec, CodecId, CodecInfo, Confidence, DecodeOptions, EncodeOptions, Error, Kind, Result};
+use lcodec_core::{
+    Codec, CodecId, CodecInfo, Confidence, DecodeOptions, EncodeOptions, Error, Kind, Result,
+};
 
 pub mod cm;
 pub mod coder;
@@ -90,13 +92,20 @@ pub fn table_bits_for_mem(mem_mib: u64) -> Result<u32> {
     let budget = mem_mib.saturating_mul(1 << 20);
     let mut best = None;
     for bits in ModelSize::MIN_BITS..=ModelSize::MAX_BITS {
-        let s = ModelSize { table_bits: bits, match_bits: bits + 4 };
+        let s = ModelSize {
+            table_bits: bits,
+            match_bits: bits + 4,
+        };
         if s.bytes() <= budget {
             best = Some(bits);
         }
     }
     best.ok_or_else(|| {
-        let min = ModelSize { table_bits: ModelSize::MIN_BITS, match_bits: ModelSize::MIN_BITS + 4 }.bytes();
+        let min = ModelSize {
+            table_bits: ModelSize::MIN_BITS,
+            match_bits: ModelSize::MIN_BITS + 4,
+        }
+        .bytes();
         Error::InvalidArgument(format!(
             "text-cm: mem={mem_mib} MiB is too small (need at least {} MiB)",
             min.div_ceil(1 << 20)
@@ -123,12 +132,15 @@ pub fn encode_chunk(data: &[u8], table_bits: u32) -> Vec<u8> {
 /// # Errors
 /// [`Error::Codec`] for an unknown mode, a short stream or a length mismatch.
 pub fn decode_chunk(payload: &[u8], raw_len: usize, table_bits: u32) -> Result<Vec<u8>> {
-    let (&mode, body) = payload.split_first().ok_or_else(|| Error::codec("text-cm", "empty payload"))?;
+    let (&mode, body) = payload
+        .split_first()
+        .ok_or_else(|| Error::codec("text-cm", "empty payload"))?;
     match mode {
         MODE_STORED if body.len() == raw_len => Ok(body.to_vec()),
-        MODE_STORED => {
-            Err(Error::codec("text-cm", format!("stored chunk of {} bytes, expected {raw_len}", body.len())))
-        }
+        MODE_STORED => Err(Error::codec(
+            "text-cm",
+            format!("stored chunk of {} bytes, expected {raw_len}", body.len()),
+        )),
         MODE_CM => cm::decompress(body, raw_len, ModelSize::for_chunk(raw_len, table_bits))
             .ok_or_else(|| Error::codec("text-cm", "coded stream ends early")),
         m => Err(Error::codec("text-cm", format!("unknown payload mode {m}"))),
@@ -149,17 +161,26 @@ fn text_profile(head: &[u8]) -> Option<usize> {
     if !valid {
         return None;
     }
-    let control = head.iter().filter(|&&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0c)).count();
+    let control = head
+        .iter()
+        .filter(|&&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0c))
+        .count();
     if control * 100 > head.len() {
         return None;
     }
-    let letters = head.iter().filter(|b| b.is_ascii_alphabetic() || **b >= 0x80).count();
+    let letters = head
+        .iter()
+        .filter(|b| b.is_ascii_alphabetic() || **b >= 0x80)
+        .count();
     let spaces = head.iter().filter(|&&b| b == b' ' || b == b'\n').count();
     // Natural language (and markup, code, logs): a third or more letters, word breaks.
     if letters * 3 < head.len() || spaces * 30 < head.len() {
         return None;
     }
-    let lines: Vec<&[u8]> = head.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&[u8]> = head
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
     let loglike = lines.iter().filter(|l| starts_with_timestamp(l)).count();
     Some(loglike * 100 / lines.len().max(1))
 }
@@ -169,7 +190,10 @@ fn starts_with_timestamp(l: &[u8]) -> bool {
     let d = |i: usize| w.get(i).is_some_and(u8::is_ascii_digit);
     (0..w.len()).any(|i| {
         (d(i) && d(i + 1) && w.get(i + 2) == Some(&b':') && d(i + 3) && d(i + 4))
-            || ((0..4).all(|k| d(i + k)) && matches!(w.get(i + 4), Some(b'-' | b'/')) && d(i + 5) && d(i + 6))
+            || ((0..4).all(|k| d(i + k))
+                && matches!(w.get(i + 4), Some(b'-' | b'/'))
+                && d(i + 5)
+                && d(i + 6))
     })
 }
 
@@ -184,15 +208,30 @@ impl Codec for TextCmCodec {
     /// anything else, `None`.
     fn sniff(&self, head: &[u8], _file_name: Option<&str>) -> Option<Confidence> {
         let loglike = text_profile(head)?;
-        Some(if loglike >= 33 { LOGLIKE_CONFIDENCE } else { Confidence::CONTENT })
+        Some(if loglike >= 33 {
+            LOGLIKE_CONFIDENCE
+        } else {
+            Confidence::CONTENT
+        })
     }
 
-    fn encode(&self, src: &mut dyn Read, sink: &mut ChunkSink<'_>, opts: &EncodeOptions) -> Result<()> {
+    fn encode(
+        &self,
+        src: &mut dyn Read,
+        sink: &mut ChunkSink<'_>,
+        opts: &EncodeOptions,
+    ) -> Result<()> {
         let mem = opts.param::<u64>("mem")?.unwrap_or(DEFAULT_MEM_MIB);
         let bits = table_bits_for_mem(mem)?;
         let chunk = opts.chunk_size.unwrap_or(DEFAULT_CHUNK);
-        sink.begin(lcodec_core::Metadata::new(Kind::Text), Default::default(), &[FORMAT_VERSION, bits as u8])?;
-        encode_byte_chunks(src, sink, chunk, opts.effective_threads(), &|b| Ok(encode_chunk(b, bits)))
+        sink.begin(
+            lcodec_core::Metadata::new(Kind::Text),
+            Default::default(),
+            &[FORMAT_VERSION, bits as u8],
+        )?;
+        encode_byte_chunks(src, sink, chunk, opts.effective_threads(), &|b| {
+            Ok(encode_chunk(b, bits))
+        })
     }
 
     fn decode(
@@ -203,11 +242,17 @@ impl Codec for TextCmCodec {
         opts: &DecodeOptions,
     ) -> Result<()> {
         let bits = match header.params.as_slice() {
-            [FORMAT_VERSION, b] if (ModelSize::MIN_BITS..=ModelSize::MAX_BITS).contains(&(*b as u32)) => *b as u32,
+            [FORMAT_VERSION, b]
+                if (ModelSize::MIN_BITS..=ModelSize::MAX_BITS).contains(&(*b as u32)) =>
+            {
+                *b as u32
+            }
             p => {
                 return Err(Error::malformed(
                     header.len,
-                    format!("text-cm: codec parameters {p:?} (expected [{FORMAT_VERSION}, table bits 10..=22])"),
+                    format!(
+                        "text-cm: codec parameters {p:?} (expected [{FORMAT_VERSION}, table bits 10..=22])"
+                    ),
                 ));
             }
         };

@@ -13,13 +13,18 @@ fn pack(data: &[u8], opts: &EncodeOptions) -> Vec<u8> {
     let codec = TextCmCodec;
     let mut out = Vec::new();
     let mut sink = ChunkSink::new(&mut out, codec.info(), None);
-    codec.encode(&mut &data[..], &mut sink, opts).expect("encode");
+    codec
+        .encode(&mut &data[..], &mut sink, opts)
+        .expect("encode");
     sink.finish(data.len() as u64, None).expect("finish");
     out
 }
 
 fn unpack(file: &[u8], threads: usize) -> lcodec_core::Result<Vec<u8>> {
-    let opts = DecodeOptions { threads, ..Default::default() };
+    let opts = DecodeOptions {
+        threads,
+        ..Default::default()
+    };
     let mut r: &[u8] = file;
     let header = read_header(&mut r, &opts.limits)?;
     let mut src = ChunkSource::stream(&mut r, header.len, opts.limits, true);
@@ -31,16 +36,29 @@ fn unpack(file: &[u8], threads: usize) -> lcodec_core::Result<Vec<u8>> {
 fn round_trip_with(data: &[u8], opts: &EncodeOptions) -> usize {
     let packed = pack(data, opts);
     let back = unpack(&packed, 2).expect("decode");
-    assert!(back == data, "round trip differs ({} vs {} bytes)", back.len(), data.len());
+    assert!(
+        back == data,
+        "round trip differs ({} vs {} bytes)",
+        back.len(),
+        data.len()
+    );
     packed.len()
 }
 
 fn round_trip(data: &[u8]) -> usize {
-    round_trip_with(data, &EncodeOptions { threads: 2, ..Default::default() })
+    round_trip_with(
+        data,
+        &EncodeOptions {
+            threads: 2,
+            ..Default::default()
+        },
+    )
 }
 
 fn shared(rel: &str) -> Option<Vec<u8>> {
-    let p: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/text").join(rel);
+    let p: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/text")
+        .join(rel);
     match std::fs::read(&p) {
         Ok(d) => Some(d),
         Err(e) => {
@@ -87,16 +105,28 @@ fn enwik8_slice_round_trips_in_parallel_chunks() {
     };
     let d = &d[..200_000];
     let one = round_trip(d);
-    let chunked = round_trip_with(d, &EncodeOptions { threads: 2, chunk_size: Some(64 << 10), ..Default::default() });
+    let chunked = round_trip_with(
+        d,
+        &EncodeOptions {
+            threads: 2,
+            chunk_size: Some(64 << 10),
+            ..Default::default()
+        },
+    );
     let bpb = one as f64 * 8.0 / d.len() as f64;
-    eprintln!("enwik8[..200k]: {one} bytes ({bpb:.3} bpb) in one chunk, {chunked} in 64 KiB chunks");
+    eprintln!(
+        "enwik8[..200k]: {one} bytes ({bpb:.3} bpb) in one chunk, {chunked} in 64 KiB chunks"
+    );
     assert!(bpb < 2.3, "enwik8 slice at {bpb:.3} bpb");
     assert!(chunked > one, "independent chunks cannot beat one model");
 }
 
 #[test]
 fn empty_input_round_trips() {
-    assert_eq!(unpack(&pack(b"", &EncodeOptions::default()), 1).expect("decode"), b"");
+    assert_eq!(
+        unpack(&pack(b"", &EncodeOptions::default()), 1).expect("decode"),
+        b""
+    );
     // One byte and a few bytes: tiny tables, still exact.
     round_trip(b"x");
     round_trip(b"ab\n");
@@ -114,7 +144,11 @@ fn binary_and_invalid_utf8_round_trip_without_expansion() {
     }
     bad.extend_from_slice(&[0xFF, 0xFE, 0x80, 0x00, 0xED, 0xA0, 0x80]);
     let m = round_trip(&bad);
-    assert!(m < bad.len() / 3, "invalid UTF-8 prose: {m} of {}", bad.len());
+    assert!(
+        m < bad.len() / 3,
+        "invalid UTF-8 prose: {m} of {}",
+        bad.len()
+    );
 }
 
 #[test]
@@ -164,7 +198,10 @@ fn corrupt_payloads_are_errors_or_wrong_bytes_never_panics() {
     let text = PROSE.repeat(10).into_bytes();
     let payload = encode_chunk(&text, 12);
     assert_eq!(payload[0], 1, "prose is coded, not stored");
-    assert_eq!(decode_chunk(&payload, text.len(), 12).expect("decode"), text);
+    assert_eq!(
+        decode_chunk(&payload, text.len(), 12).expect("decode"),
+        text
+    );
     // Truncated far enough, the decoder notices; never panics at any length.
     for n in 0..payload.len() {
         if let Ok(d) = decode_chunk(&payload[..n], text.len(), 12) {
@@ -174,7 +211,10 @@ fn corrupt_payloads_are_errors_or_wrong_bytes_never_panics() {
     assert!(decode_chunk(&payload[..payload.len() / 2], text.len(), 12).is_err());
     assert!(decode_chunk(&[], 5, 12).is_err());
     assert!(decode_chunk(&[9, 1, 2], 5, 12).is_err());
-    assert!(decode_chunk(&[0, 1, 2], 5, 12).is_err(), "stored chunk of the wrong length");
+    assert!(
+        decode_chunk(&[0, 1, 2], 5, 12).is_err(),
+        "stored chunk of the wrong length"
+    );
     // Flipped bits decode to something else (the container's hash catches it).
     // (The last bytes are the coder's flush, where a flip may not matter.)
     for i in [1, 2, payload.len() / 3, payload.len() / 2] {
@@ -204,7 +244,12 @@ fn sniff_picks_prose_and_leaves_binary_and_logs() {
     let c = TextCmCodec;
     assert_eq!(c.sniff(PROSE.as_bytes(), None), Some(Confidence::CONTENT));
     assert_eq!(
-        c.sniff("Война и мир. Лев Николаевич Толстой, роман в четырёх томах.\n".repeat(3).as_bytes(), None),
+        c.sniff(
+            "Война и мир. Лев Николаевич Толстой, роман в четырёх томах.\n"
+                .repeat(3)
+                .as_bytes(),
+            None
+        ),
         Some(Confidence::CONTENT)
     );
     assert_eq!(c.sniff(&noise(4096, 1), None), None);
@@ -212,7 +257,8 @@ fn sniff_picks_prose_and_leaves_binary_and_logs() {
     let mut zeros = PROSE.as_bytes().to_vec();
     zeros.extend_from_slice(&[0u8; 64]);
     assert_eq!(c.sniff(&zeros, None), None);
-    let log = "2026-11-23 05:58:32 INFO dfs.DataNode: Receiving block blk_123 src: /10.0.0.1\n".repeat(20);
+    let log = "2026-11-23 05:58:32 INFO dfs.DataNode: Receiving block blk_123 src: /10.0.0.1\n"
+        .repeat(20);
     assert_eq!(c.sniff(log.as_bytes(), None), Some(LOGLIKE_CONFIDENCE));
     if let Some(d) = shared("canterbury/alice29.txt") {
         assert_eq!(c.sniff(&d[..65536], None), Some(Confidence::CONTENT));
@@ -228,13 +274,25 @@ fn malformed_codec_parameters_are_errors() {
     let packed = pack(text, &EncodeOptions::default());
     let mut r: &[u8] = &packed;
     let mut header = read_header(&mut r, &Default::default()).expect("header");
-    for params in [vec![], vec![1], vec![2, 18], vec![1, 40], vec![1, 3], vec![1, 18, 0]] {
+    for params in [
+        vec![],
+        vec![1],
+        vec![2, 18],
+        vec![1, 40],
+        vec![1, 3],
+        vec![1, 18, 0],
+    ] {
         header.params = params.clone();
         let mut r2: &[u8] = r;
         let opts = DecodeOptions::default();
         let mut src = ChunkSource::stream(&mut r2, header.len, opts.limits, true);
         let mut out = Vec::new();
-        assert!(TextCmCodec.decode(&header, &mut src, &mut out, &opts).is_err(), "params {params:?} accepted");
+        assert!(
+            TextCmCodec
+                .decode(&header, &mut src, &mut out, &opts)
+                .is_err(),
+            "params {params:?} accepted"
+        );
     }
 }
 
@@ -247,11 +305,20 @@ fn golden_bitstream_decodes_and_reencodes_identically() {
     let fixture = std::fs::read(testdata.join("fixtures/text-prose.txt")).expect("fixture");
     let golden = std::fs::read(testdata.join("golden/text-cm/prose.lc")).expect("golden");
     assert_eq!(unpack(&golden, 1).expect("decode golden"), fixture);
-    let opts = EncodeOptions { threads: 1, chunk_size: Some(2048), ..Default::default() };
+    let opts = EncodeOptions {
+        threads: 1,
+        chunk_size: Some(2048),
+        ..Default::default()
+    };
     let mut out = Vec::new();
     let mut hr = lcodec_core::container::HashingReader::new(&fixture[..]);
     let mut sink = ChunkSink::new(&mut out, TextCmCodec.info(), None);
-    TextCmCodec.encode(&mut hr, &mut sink, &opts).expect("encode");
+    TextCmCodec
+        .encode(&mut hr, &mut sink, &opts)
+        .expect("encode");
     sink.finish(hr.count(), Some(hr.digest())).expect("finish");
-    assert!(out == golden, "encoder output differs from the golden (regenerate with the `golden` example and note it)");
+    assert!(
+        out == golden,
+        "encoder output differs from the golden (regenerate with the `golden` example and note it)"
+    );
 }
