@@ -45,6 +45,9 @@ enum Command {
         /// Chunk size in bytes of original (default: per codec).
         #[arg(long)]
         chunk_size: Option<usize>,
+        /// Coordinate precision in metres for point clouds (same as `-p precision=P`).
+        #[arg(long, value_name = "P")]
+        precision: Option<f64>,
         /// Store the input's file name in the header.
         #[arg(long)]
         store_name: bool,
@@ -114,23 +117,29 @@ fn main() -> ExitCode {
             output,
             codec,
             quality,
-            params,
+            mut params,
             chunk_size,
+            precision,
             store_name,
             force,
             threads,
-        } => cmd_encode(
-            &input,
-            output,
-            codec,
-            quality,
-            &params,
-            chunk_size,
-            store_name,
-            force,
-            threads,
-            cli.verbose,
-        ),
+        } => {
+            if let Some(p) = precision {
+                params.push(format!("precision={p}"));
+            }
+            cmd_encode(
+                &input,
+                output,
+                codec,
+                quality,
+                &params,
+                chunk_size,
+                store_name,
+                force,
+                threads,
+                cli.verbose,
+            )
+        }
         Command::Decode {
             input,
             output,

@@ -307,3 +307,41 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
         }
     }
 }
+
+/// `--precision` reaches the LiDAR codec: a coarser grid gives a smaller file whose
+/// coordinates stay within half the step.
+#[test]
+fn precision_flag_sets_the_lidar_grid() {
+    let frame = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data/lidar/kitti_raw_5consecutive_float32/0000000000.bin");
+    if !frame.exists() {
+        eprintln!("skipping: {} not found", frame.display());
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sizes = Vec::new();
+    for p in ["0.001", "0.01"] {
+        let lc = dir.path().join(format!("f{p}.lc"));
+        let back = dir.path().join(format!("f{p}.bin"));
+        let o = lcodec(&["encode", s(&frame), "-o", s(&lc), "--precision", p]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let o = lcodec(&["decode", s(&lc), "-o", s(&back)]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let a = std::fs::read(&frame).expect("read");
+        let b = std::fs::read(&back).expect("read");
+        assert_eq!(a.len(), b.len());
+        let step: f32 = p.parse().expect("float");
+        let mut max_err = 0f32;
+        for (pa, pb) in a.chunks_exact(16).zip(b.chunks_exact(16)) {
+            for k in 0..3 {
+                let va = f32::from_le_bytes(pa[4 * k..4 * k + 4].try_into().expect("4 bytes"));
+                let vb = f32::from_le_bytes(pb[4 * k..4 * k + 4].try_into().expect("4 bytes"));
+                max_err = max_err.max((va - vb).abs());
+            }
+            assert_eq!(pa[12..16], pb[12..16], "reflectance must be exact");
+        }
+        assert!(max_err <= step / 2.0, "precision {p}: max error {max_err}");
+        sizes.push(std::fs::metadata(&lc).expect("meta").len());
+    }
+    assert!(sizes[1] < sizes[0], "{sizes:?}");
+}
