@@ -322,7 +322,8 @@ pub struct SweepArgs {
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub quality: Vec<u32>,
     /// Comma-separated peer codecs (default: the kind's usual peers). Known: jpeg, webp,
-    /// avif, jxl, gzip, bzip2, xz, xz-9e, zstd, zstd-ultra, brotli, lz4, flac, opus, x264, x265.
+    /// avif, jxl, gzip, bzip2, xz, xz-9e, zstd, zstd-ultra, brotli, lz4, flac, opus, x264, x265,
+    /// laszip, laszip-xyz, draco (LiDAR peers take `-p precision=P`, default 0.001).
     /// `none` runs lcodec alone.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub peers: Vec<String>,

@@ -12,6 +12,8 @@ use std::process::Command;
 
 use crate::DataKind;
 
+pub mod point;
+
 /// What a peer compresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
@@ -23,7 +25,7 @@ pub enum Family {
     Audio,
     /// Video (Y4M in, Y4M out).
     Video,
-    /// Point clouds (hooks only so far).
+    /// Point clouds (KITTI `.bin` frames; LASzip in-process, Draco through its tools).
     PointCloud,
 }
 
@@ -179,8 +181,8 @@ pub const PEERS: &[Peer] = &[
         family: Family::PointCloud,
         tools: &["draco_encoder", "draco_decoder"],
         lossless: false,
-        takes_quality: true,
-        command: "draco_encoder -qp 18 -cl 10 (not wired yet)",
+        takes_quality: false,
+        command: "draco_encoder -point_cloud -qp B -cl 10 (B = fewest position bits with step <= precision; PLY float32 in/out)",
     },
     Peer {
         name: "laszip",
@@ -188,7 +190,15 @@ pub const PEERS: &[Peer] = &[
         tools: &[],
         lossless: false,
         takes_quality: false,
-        command: "LASzip via the laz crate (not wired yet)",
+        command: "LASzip via the laz crate (LAS 1.2 point format 0, scale = precision, offset 0; bytes = 227 B header + LASzip VLR + compressed points)",
+    },
+    Peer {
+        name: "laszip-xyz",
+        family: Family::PointCloud,
+        tools: &[],
+        lossless: false,
+        takes_quality: false,
+        command: "LASzip as `laszip` with intensity 0 (geometry only, like draco)",
     },
 ];
 
@@ -214,9 +224,10 @@ impl Peer {
         self.tools.iter().copied().find(|t| which(t).is_none())
     }
 
-    /// Whether the harness can run it (point-cloud peers are hooks for the LiDAR work).
+    /// Whether the harness can run it (every known peer is wired; point-cloud peers run
+    /// in-process or through [`crate::peers::point`]).
     pub fn wired(&self) -> bool {
-        self.family != Family::PointCloud
+        true
     }
 
     /// The tool's own setting for a sweep level, as a short label (`-quality 30`, `crf 28`).

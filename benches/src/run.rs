@@ -601,6 +601,9 @@ fn run_peer(
         .prefix("lcodec-peer-")
         .tempdir()
         .context("creating a temporary folder")?;
+    if peer.family == peers::Family::PointCloud {
+        return run_point_peer(cfg, peer, prep, dir.path(), row);
+    }
     let encoded = dir.path().join(format!("enc.{}", peers::encoded_ext(peer)));
     let decoded = dir.path().join(format!("dec.{}", peers::decoded_ext(peer)));
     let files = PeerFiles {
@@ -626,6 +629,54 @@ fn run_peer(
     let bytes =
         std::fs::read(&decoded).with_context(|| format!("reading {}", decoded.display()))?;
     evaluate(cfg, prep, &bytes, peer.lossless, row)
+}
+
+/// Point-cloud peers (LASzip in-process, Draco through its tools) at the sweep's
+/// `precision` parameter (metres, default 0.001 like lcodec's LiDAR codec).
+fn run_point_peer(
+    cfg: &SweepConfig,
+    peer: &'static Peer,
+    prep: &Prepared,
+    dir: &Path,
+    row: &mut Row,
+) -> anyhow::Result<()> {
+    let precision = match cfg.params.get("precision") {
+        Some(p) => p
+            .parse::<f64>()
+            .with_context(|| format!("precision {p:?} is not a number"))?,
+        None => 0.001,
+    };
+    let Reference::Points(reference) = &prep.reference else {
+        bail!("{} applies to point clouds only", peer.name);
+    };
+    let records = peers::point::kitti_records(&prep.bytes)?;
+    let run = match peer.name {
+        "laszip" => peers::point::laszip(&records, precision, true)?,
+        "laszip-xyz" => peers::point::laszip(&records, precision, false)?,
+        "draco" => peers::point::draco(&records, precision, dir)?,
+        other => bail!("point-cloud peer {other} is not wired"),
+    };
+    row.setting = format!("p{precision} {}", run.setting);
+    row.bytes = run.bytes;
+    row.encode_ms = run.encode_ms;
+    row.decode_ms = run.decode_ms;
+    let e = if run.ordered {
+        metrics::point_errors(reference, &run.decoded)
+    } else {
+        peers::point::nearest_errors(reference, &run.decoded, precision)
+    }
+    .with_context(|| {
+        format!(
+            "{} decoded {} points for {} (or found no match)",
+            peer.name,
+            run.decoded.len(),
+            reference.len()
+        )
+    })?;
+    row.metrics.insert("max_error".into(), e.max_coordinate);
+    row.metrics.insert("mean_error".into(), e.mean_distance);
+    row.metrics.insert("max_distance".into(), e.max_distance);
+    Ok(())
 }
 
 /// Compares a decoded output with the reference and fills the row's metrics.

@@ -491,3 +491,68 @@ fn lidar_sweep_reports_bits_per_point_and_errors() {
     let csv = std::fs::read_to_string(files.csv).unwrap();
     assert!(csv.starts_with("file,codec,setting,level,bytes,original_bytes,bits_per_point,ratio,max_error,mean_error,max_distance"));
 }
+
+#[test]
+fn lidar_sweep_measures_laszip_and_draco_at_the_same_precision() {
+    let registry = lcodec::Registry::with_enabled();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut bin = Vec::new();
+    for i in 0..4000 {
+        let a = i as f32 * 0.0019;
+        let r = 8.0 + (i % 64) as f32 * 0.37;
+        for v in [
+            r * a.cos(),
+            r * a.sin(),
+            -1.7 + 0.0013 * (i % 97) as f32,
+            (i % 100) as f32 / 100.0,
+        ] {
+            bin.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    let path = tmp.path().join("frame.bin");
+    std::fs::write(&path, &bin).unwrap();
+    let mut cfg = SweepConfig::new(DataKind::Lidar, &path);
+    cfg.peers = vec!["laszip".into(), "laszip-xyz".into(), "draco".into()];
+    let res = sweep(&cfg, &registry).unwrap();
+    let row = |name: &str| res.rows.iter().find(|r| r.codec == name);
+    let las = row("laszip").unwrap_or_else(|| panic!("no laszip row: {:?}", res.notes));
+    assert!(las.error.is_none(), "{las:?}");
+    assert!(las.rate() > 0.0 && las.rate() < 160.0, "{}", las.rate());
+    // scale = 1 mm: every coordinate within half a millimetre (plus float rounding).
+    assert!(las.metrics["max_error"] <= 0.0005 + 1e-9, "{las:?}");
+    assert!(las.metrics["mean_error"] <= las.metrics["max_distance"]);
+    if installed("draco") {
+        let d = row("draco").unwrap_or_else(|| panic!("no draco row: {:?}", res.notes));
+        assert!(d.error.is_none(), "{d:?}");
+        assert!(d.rate() > 0.0, "{d:?}");
+        assert!(d.metrics["max_error"].is_finite(), "{d:?}");
+        eprintln!(
+            "draco {}: {:.2} bits/point, max error {:.6} m",
+            d.setting,
+            d.rate(),
+            d.metrics["max_error"]
+        );
+    } else {
+        assert!(row("draco").is_none());
+    }
+    eprintln!(
+        "laszip {}: {:.2} bits/point, max error {:.6} m",
+        las.setting,
+        las.rate(),
+        las.metrics["max_error"]
+    );
+    let xyz = row("laszip-xyz").unwrap();
+    assert!(xyz.error.is_none(), "{xyz:?}");
+    assert_eq!(xyz.metrics["max_error"], las.metrics["max_error"]);
+    assert!(xyz.bytes < las.bytes, "{xyz:?} vs {las:?}");
+    // A coarser precision parameter reaches the peers too.
+    cfg.params.insert("precision".into(), "0.01".into());
+    cfg.peers = vec!["laszip".into()];
+    let coarse = sweep(&cfg, &registry).unwrap();
+    let c = coarse.rows.iter().find(|r| r.codec == "laszip").unwrap();
+    assert!(c.error.is_none(), "{c:?}");
+    assert!(
+        c.metrics["max_error"] <= 0.005 + 1e-9 && c.rate() < las.rate(),
+        "{c:?}"
+    );
+}
