@@ -452,6 +452,13 @@ fn cmd_decode(
     if let Some(t) = tensor {
         opts.params.insert("tensor".into(), t);
     }
+    // Point-cloud and image codecs write the format of the -o extension; the others
+    // ignore it. An explicit `-p format=…` wins.
+    if !opts.params.contains_key(lcodec::FORMAT_PARAM) {
+        if let Some(ext) = lcodec::extension(output.to_str()).filter(|e| e != "lc") {
+            opts.params.insert(lcodec::FORMAT_PARAM.into(), ext);
+        }
+    }
     let registry = Registry::with_enabled();
     let t = std::time::Instant::now();
     let mut out = Output::create(&output, force, input)?;

@@ -270,7 +270,21 @@ pub trait Codec: Send + Sync {
         dst: &mut dyn Write,
         opts: &DecodeOptions,
     ) -> Result<()>;
+
+    /// Whether [`Codec::decode`] with `opts` writes something other than the original's
+    /// bytes: one tensor of a file (`tensor=NAME`), or a point cloud or image converted to
+    /// the format named by the `format` parameter (the CLI sets `format` to the extension
+    /// of `-o`). The facade then skips the whole-file size and hash check; chunk checksums
+    /// are still verified. The default is `false`: codecs ignore `format`.
+    fn decodes_transformed(&self, header: &Header, opts: &DecodeOptions) -> bool {
+        let _ = (header, opts);
+        false
+    }
 }
+
+/// Decode parameter naming the wanted output format (a lower-case file extension without
+/// the dot, e.g. `ply`); see [`Codec::decodes_transformed`].
+pub const FORMAT_PARAM: &str = "format";
 
 /// Lower-cased extension of a file name, if any.
 pub fn extension(file_name: Option<&str>) -> Option<String> {

@@ -13,8 +13,8 @@ mod limits;
 pub mod parallel;
 
 pub use codec::{
-    Codec, CodecId, CodecInfo, Confidence, DecodeOptions, EncodeOptions, Kind, effective_threads,
-    extension,
+    Codec, CodecId, CodecInfo, Confidence, DecodeOptions, EncodeOptions, FORMAT_PARAM, Kind,
+    effective_threads, extension,
 };
 pub use container::{
     Chunk, ChunkEntry, ChunkSink, ChunkSource, Header, Metadata, ModelRef, Trailer,

@@ -31,8 +31,8 @@ use lcodec_core::container::{
     ChunkSink, ChunkSource, HashingReader, HashingWriter, read_header, read_trailer_seek,
 };
 pub use lcodec_core::{
-    Codec, CodecId, CodecInfo, Confidence, DecodeOptions, EncodeOptions, Error, Header, Kind,
-    Limits, Metadata, ModelRef, Result, Trailer, container, parallel,
+    Codec, CodecId, CodecInfo, Confidence, DecodeOptions, EncodeOptions, Error, FORMAT_PARAM,
+    Header, Kind, Limits, Metadata, ModelRef, Result, Trailer, container, extension, parallel,
 };
 
 /// Bytes of input examined for detection.
@@ -255,7 +255,7 @@ fn decode_source(
     // Take the source by value to finish it without moving out of the caller's borrow.
     let trailer = finish_source(source)?;
     hw.flush()?;
-    let partial = opts.params.contains_key("tensor");
+    let partial = codec.decodes_transformed(&header, opts);
     if !partial && opts.verify {
         if hw.count() != trailer.original_size {
             return Err(Error::malformed(

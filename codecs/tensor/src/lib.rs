@@ -651,6 +651,10 @@ impl Codec for TensorCodec {
         Ok(())
     }
 
+    fn decodes_transformed(&self, _header: &Header, opts: &DecodeOptions) -> bool {
+        opts.params.contains_key("tensor")
+    }
+
     fn decode(
         &self,
         header: &Header,
