@@ -911,6 +911,23 @@ impl<'a> ChunkSource<'a> {
         Ok(())
     }
 
+    /// Skips the chunks not yet read, for codecs that decode a part of a file (one tensor).
+    /// A seekable source jumps to its trailer (checked when the source was opened) without
+    /// reading the chunk records; a stream reads and checks them.
+    ///
+    /// # Errors
+    /// For streams: as [`ChunkSource::next_chunk`].
+    pub fn skip_rest(&mut self) -> Result<()> {
+        if let (Mode::Seek(r), Some(t)) = (&mut self.mode, &self.trailer) {
+            r.seek(SeekFrom::Start(t.offset))?;
+            self.pos = t.offset;
+            self.next = t.chunks.len() as u64;
+            return Ok(());
+        }
+        while self.next_chunk()?.is_some() {}
+        Ok(())
+    }
+
     /// Consumes the rest of the file and returns the trailer; errors if chunks remain
     /// that the codec did not read (a sign of a malformed file or a codec bug).
     ///

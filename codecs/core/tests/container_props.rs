@@ -112,3 +112,51 @@ fn header_over_the_limit_is_refused() {
     let err = read_header(&mut &file[..], &limits).expect_err("accepted");
     assert!(matches!(err, lcodec_core::Error::Limit(_)), "{err}");
 }
+
+/// `skip_rest` after a partial read: a seekable source jumps to the trailer without reading
+/// the remaining records (a damaged later payload goes unnoticed, as random access wants);
+/// a stream reads and checks them (the damage is reported).
+#[test]
+fn skip_rest_seekable_jumps_stream_checks() {
+    let mut file = Vec::new();
+    let mut sink = ChunkSink::new(&mut file, &INFO, None);
+    sink.begin(Metadata::new(Kind::Tensor), ModelRef::default(), &[])
+        .expect("begin");
+    let payloads: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 100]).collect();
+    for p in &payloads {
+        sink.push(p, 100).expect("push");
+    }
+    sink.finish(400, Some([7; 16])).expect("finish");
+    // Damage the payload of the last chunk (its CRC no longer matches).
+    let mut damaged = file.clone();
+    let last = damaged
+        .windows(100)
+        .rposition(|w| w == payloads[3].as_slice())
+        .expect("last payload");
+    damaged[last + 50] ^= 0x10;
+
+    for bytes in [&file, &damaged] {
+        let mut cur = Cursor::new(&bytes[..]);
+        let h = read_header(&mut cur, &Limits::default()).expect("header");
+        let mut src =
+            ChunkSource::seekable(&mut cur, &h, Limits::default(), true).expect("seekable");
+        assert_eq!(src.read_chunk(1).expect("chunk 1").payload, payloads[1]);
+        src.skip_rest().expect("skip");
+        assert!(src.next_chunk().expect("end").is_none());
+        assert_eq!(src.finish().expect("trailer").original_size, 400);
+    }
+
+    let mut r = &file[..];
+    let h = read_header(&mut r, &Limits::default()).expect("header");
+    let mut src = ChunkSource::stream(&mut r, h.len, Limits::default(), true);
+    src.next_chunk().expect("chunk 0");
+    src.skip_rest().expect("skip");
+    assert_eq!(src.finish().expect("trailer").original_size, 400);
+
+    let mut r = &damaged[..];
+    let h = read_header(&mut r, &Limits::default()).expect("header");
+    let mut src = ChunkSource::stream(&mut r, h.len, Limits::default(), true);
+    src.next_chunk().expect("chunk 0");
+    let err = src.skip_rest().expect_err("stream sees the damaged chunk");
+    assert!(err.to_string().contains("chunk 3"), "{err}");
+}

@@ -674,8 +674,9 @@ impl Codec for TensorCodec {
         if let Some(name) = opts.params.get("tensor") {
             let data = tensor_from_source(src, name, opts)?;
             dst.write_all(&data)?;
-            // The facade expects every chunk consumed: skip the rest (read, not decoded).
-            while src.next_chunk()?.is_some() {}
+            // The facade expects every chunk consumed: a seekable file jumps to its
+            // trailer, a stream reads the rest without decoding it.
+            src.skip_rest()?;
             return Ok(());
         }
         let limits = opts.limits;
