@@ -2,7 +2,8 @@
 //! geometry-only and total bits per point, LASzip (laz-rs, point format 0, the same
 //! quantized integers) in the same run, maximum coordinate error, encode / decode speed.
 //!
-//! `cargo run --release -p lcodec-lidar --example measure [-- [--reps N] [--points N] FILE...]`
+//! `cargo run --release -p lcodec-lidar --example measure [-- [--reps N] [--points N]
+//! [--predictor classical|mlp] [--precision P] FILE...]`
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -57,7 +58,7 @@ fn files() -> Vec<PathBuf> {
     let mut args: Vec<PathBuf> = Vec::new();
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
-        if a == "--reps" || a == "--points" {
+        if a == "--reps" || a == "--points" || a == "--predictor" || a == "--precision" {
             it.next();
         } else {
             args.push(PathBuf::from(a));
@@ -86,9 +87,15 @@ fn files() -> Vec<PathBuf> {
 }
 
 fn main() {
-    let precision = 0.001;
     // `--reps N`: repeat encode / decode N times for steadier CPU-time speeds.
     let argv: Vec<String> = std::env::args().collect();
+    // `--precision P` in metres (default 0.001).
+    let precision: f64 = argv
+        .iter()
+        .position(|a| a == "--precision")
+        .and_then(|i| argv.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.001);
     let reps: usize = argv
         .iter()
         .position(|a| a == "--reps")
@@ -116,6 +123,21 @@ fn main() {
         "dec M/s",
         "LZ enc"
     );
+    // `--predictor classical|mlp` (default mlp, as the codec).
+    let predictor = match argv
+        .iter()
+        .position(|a| a == "--predictor")
+        .and_then(|i| argv.get(i + 1))
+        .map(String::as_str)
+    {
+        Some("classical") => lcodec_lidar::Predictor::Classical,
+        _ => lcodec_lidar::Predictor::Mlp,
+    };
+    println!("predictor: {predictor:?}");
+    let copts = lcodec_lidar::ChunkOptions {
+        predictor,
+        ..Default::default()
+    };
     let (mut sg, mut sl, mut st, mut sn) = (0usize, 0usize, 0usize, 0usize);
     for path in files() {
         let data = std::fs::read(&path).expect("read");
@@ -127,6 +149,11 @@ fn main() {
             format::detect(&data, Some(&name), Some(data.len() as u64)).unwrap_or(Format::Kitti);
         let cloud = format::parse(&data, fmt).expect("parse");
         let n = cloud.len();
+        // As the codec: step = precision when the input lies on that grid.
+        let copts = lcodec_lidar::ChunkOptions {
+            grid: lcodec_lidar::on_grid(&cloud.xyz, precision),
+            ..copts
+        };
         let ranges: Vec<(usize, usize)> = (0..n)
             .step_by(chunk.min(n.max(1)))
             .map(|a| (a, (a + chunk).min(n)))
@@ -134,7 +161,10 @@ fn main() {
         let (_, te, parts) = timed(reps, || {
             ranges
                 .iter()
-                .map(|&(a, b)| lcodec_lidar::encode_chunk(&cloud, a, b, precision).expect("encode"))
+                .map(|&(a, b)| {
+                    lcodec_lidar::encode_chunk_with(&cloud, a, b, precision, &copts)
+                        .expect("encode")
+                })
                 .collect::<Vec<_>>()
         });
         let stats = parts

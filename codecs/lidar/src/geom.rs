@@ -15,6 +15,10 @@
 //!   rotation (three lifting shears), giving a radial and a tangential residual; the
 //!   height is then predicted from the decoded horizontal range and `W`'s elevation.
 //! - Other points are coded as differences from the previous point.
+//! - With the learned predictor ([`crate::mlp`], scan-order rings), a small integer MLP
+//!   reads features of the decoded neighbourhood and adds a correction to the predicted
+//!   range and a laser-origin height to the height prediction
+//!   (`h + (z_W - h) · range / range_W`).
 //!
 //! All arithmetic feeding predictions is integer or IEEE `f64` `+ - * / sqrt` with
 //! `round`, which is bit-identical on every conforming machine (no libm, no fused
@@ -23,7 +27,14 @@
 use lcodec_core::{Error, Result};
 use lcodec_entropy::{RangeDecoder, RangeEncoder};
 
+use crate::mlp::{FEATURES, Mlp, Prediction};
 use crate::resid::{ResidualModel, class_of, ent};
+
+/// One training sample for the learned range predictor: the causal features of a
+/// ring-predicted point and its radial residual under the classical prediction.
+/// Fields: features, radial residual, height residual, and `1 - range / W's range` (the
+/// factor of a laser-origin height offset in the height prediction; 0 when unused).
+pub type Sample = ([i64; FEATURES], i64, i64, f64);
 
 /// Horizontal range (in quantization units) below which a point does not define a
 /// direction and the difference predictor is used instead.
@@ -113,6 +124,15 @@ fn pseudo_angle(xf: f64, yf: f64) -> f64 {
     }
 }
 
+/// How the learned predictor is used (see [`crate::mlp`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Learned {
+    /// Add the network's correction to the predicted range.
+    pub correct: bool,
+    /// Predict the height with the network's laser-origin height.
+    pub height: bool,
+}
+
 /// Per-chunk geometry parameters chosen by the encoder and stored in the payload.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GeomParams {
@@ -137,8 +157,9 @@ struct Ring {
     // HDL-64E makes a half step every 6 or 7 points, so this predicts them.
     since: u8,
     n: u32,
-    // Range of the point before `last` on this ring.
+    // Range of the point before `last` on this ring, and of the one before that.
     rho_prev: f64,
+    rho_prev2: f64,
 }
 
 /// A finished ring, sorted by pseudo-angle, for vertical-neighbour lookups.
@@ -225,6 +246,26 @@ impl Models {
 /// ignores `v` and returns the decoded value.
 trait Io {
     fn resid(&mut self, m: &mut ResidualModel, ctx: usize, sctx: usize, v: i64) -> Result<i64>;
+    /// Which residual the next [`Io::resid`] call codes (0 radial, 1 tangential, 2
+    /// height, 3 fallback); only the cost meter uses it.
+    #[inline]
+    fn part(&mut self, _k: usize) {}
+}
+
+/// Codes each kind of residual into its own stream, to measure their costs.
+struct CostIo {
+    enc: [RangeEncoder; 4],
+    k: usize,
+}
+impl Io for CostIo {
+    #[inline]
+    fn resid(&mut self, m: &mut ResidualModel, ctx: usize, sctx: usize, v: i64) -> Result<i64> {
+        m.put(&mut self.enc[self.k], ctx, sctx, v)?;
+        Ok(v)
+    }
+    fn part(&mut self, k: usize) {
+        self.k = k;
+    }
 }
 
 struct EncIo(RangeEncoder);
@@ -258,10 +299,14 @@ struct Coder<'a> {
     above_w: Option<usize>,
     // Cosine and sine of half the azimuth step.
     half: (f64, f64),
+    // The learned range predictor, if used.
+    mlp: Option<(&'a Mlp, Learned)>,
+    // Training samples, when recording.
+    rec: Option<Vec<Sample>>,
 }
 
 impl<'a> Coder<'a> {
-    fn new(p: GeomParams, ids: Option<&'a [u32]>) -> Result<Self> {
+    fn new(p: GeomParams, ids: Option<&'a [u32]>, mlp: Option<(&'a Mlp, Learned)>) -> Result<Self> {
         let nrings = if ids.is_some() {
             MAX_RING_ID as usize + 1
         } else {
@@ -284,6 +329,8 @@ impl<'a> Coder<'a> {
                     (p.cos_step, p.sin_step)
                 }
             },
+            mlp,
+            rec: None,
         })
     }
 
@@ -309,12 +356,13 @@ impl<'a> Coder<'a> {
                 let s = ux * ss + uy * cs;
                 // Range prediction: W's range, corrected by the ring above's change in
                 // range between W's azimuth and the predicted one.
-                let rho_hat = st.rho;
+                let mut rho_hat = st.rho;
                 // The range change of the ring above between W's azimuth and the
                 // predicted one (or of this ring over its last step) selects the
                 // context: large changes mean edges, where residuals are large. Adding
                 // it to the prediction measured worse (it adds the neighbours' noise).
                 let mut dgrad: Option<f64> = None;
+                let mut above_pair = None;
                 if self.ids.is_none() {
                     if let (Some(aw), Some(an)) = (
                         self.above_w,
@@ -322,8 +370,27 @@ impl<'a> Coder<'a> {
                             .and_then(|h| self.above.nearest_from(pseudo_angle(c, s), h)),
                     ) {
                         dgrad = Some(self.above.rho[an] - self.above.rho[aw]);
+                        above_pair = Some((aw, an));
                     }
                 }
+                let learned = self.mlp.is_some() || self.rec.is_some();
+                let feats = if learned {
+                    self.features(&st, above_pair)
+                } else {
+                    [0; FEATURES]
+                };
+                let mut corr = 0;
+                let pred = match self.mlp {
+                    Some((m, l)) => {
+                        let pr = m.eval(&feats);
+                        if l.correct {
+                            corr = pr.correction;
+                            rho_hat += corr as f64;
+                        }
+                        Some((pr, l))
+                    }
+                    None => None,
+                };
                 if dgrad.is_none() && st.n >= 2 {
                     dgrad = Some(st.rho - st.rho_prev);
                 }
@@ -338,8 +405,12 @@ impl<'a> Coder<'a> {
                 // grow into larger residuals far away.
                 let rb = (class_of(st.rho as i64).saturating_sub(10)).min(7) / 2;
                 let ctx_r = usize::from(st.cr.min(15)) * 6 + grad_ctx;
+                io.part(0);
                 let dr = io.resid(&mut self.m.r, ctx_r, usize::from(st.sr), er)?;
-                let kr = class_of(dr).min(7);
+                // The class of the range change from W (the residual of the classical
+                // prediction) selects the other residuals' contexts: large at edges.
+                let kr = class_of(dr + corr).min(7);
+                io.part(1);
                 let dt = io.resid(
                     &mut self.m.t,
                     (rb * 4 + kr.min(3)) * 9 + usize::from(st.since.min(8)),
@@ -367,11 +438,20 @@ impl<'a> Coder<'a> {
                     8
                 };
                 // Clamped to the coordinate range, so residuals stay small for any input.
+                // With the learned laser height h: h + (z_W - h) · rho / rho_W.
                 let zh = if st.rho >= 64.0 {
-                    rnd(w[2] as f64 * rho / st.rho).clamp(-(1 << 31), 1 << 31)
+                    let h = match pred {
+                        Some((Prediction { height, .. }, Learned { height: true, .. })) => {
+                            height as f64
+                        }
+                        _ => 0.0,
+                    };
+                    rnd(w[2] as f64 * rho / st.rho + h * (1.0 - rho / st.rho))
+                        .clamp(-(1 << 31), 1 << 31)
                 } else {
                     w[2]
                 };
+                io.part(2);
                 let dz = io.resid(
                     &mut self.m.z,
                     (rb * 8 + kr) * 6 + usize::from(st.cz.min(5)),
@@ -379,6 +459,14 @@ impl<'a> Coder<'a> {
                     qq[2] - zh,
                 )?;
                 let z = zh + dz;
+                if let Some(rec) = self.rec.as_mut() {
+                    let t = if st.rho >= 64.0 {
+                        1.0 - rho / st.rho
+                    } else {
+                        0.0
+                    };
+                    rec.push((feats, er, dz, t));
+                }
                 let rs = &mut self.rings[r];
                 rs.cr = class_of(dr) as u8;
                 rs.ct = class_of(dt) as u8;
@@ -392,6 +480,7 @@ impl<'a> Coder<'a> {
             _ => {
                 let base = self.prev.unwrap_or([0; 3]);
                 let mut p = [0i64; 3];
+                io.part(3);
                 for k in 0..3 {
                     p[k] = base[k] + io.resid(&mut self.m.fallback, k, k, qq[k] - base[k])?;
                 }
@@ -400,6 +489,38 @@ impl<'a> Coder<'a> {
         };
         self.finish_point(r, out);
         Ok(out)
+    }
+
+    /// The learned predictor's features (see [`crate::mlp`]): ranges in quantization
+    /// units from decoded points only.
+    fn features(&self, st: &Ring, above: Option<(usize, usize)>) -> [i64; FEATURES] {
+        let mut f = [0i64; FEATURES];
+        if st.n >= 2 {
+            f[0] = rnd(st.rho - st.rho_prev);
+            f[7] = 256;
+        }
+        if st.n >= 3 {
+            f[1] = rnd(st.rho_prev - st.rho_prev2);
+        }
+        if let Some((aw, an)) = above {
+            let a = &self.above.rho;
+            let n = a.len();
+            let next = if an + 1 == n { 0 } else { an + 1 };
+            let prev = if an == 0 { n - 1 } else { an - 1 };
+            f[2] = rnd(a[an] - a[aw]);
+            f[3] = rnd(a[an] - st.rho);
+            f[4] = rnd(a[next] - a[an]);
+            f[5] = rnd(a[prev] - a[an]);
+            f[8] = 256;
+        }
+        f[6] = rnd(st.rho / 64.0);
+        if let Some(w) = st.last {
+            if st.rho > 0.0 {
+                f[9] = rnd(w[2] as f64 * 1024.0 / st.rho);
+            }
+        }
+        f[10] = if st.since == 6 { 256 } else { 0 };
+        f
     }
 
     fn finish_point(&mut self, r: usize, p: [i64; 3]) {
@@ -435,6 +556,7 @@ impl<'a> Coder<'a> {
         let last = self.rings.len() - 1;
         let rs = &mut self.rings[r.min(last)];
         rs.last = Some(p);
+        rs.rho_prev2 = rs.rho_prev;
         rs.rho_prev = rs.rho;
         rs.rho = rho;
         rs.n = rs.n.saturating_add(1);
@@ -448,6 +570,19 @@ impl<'a> Coder<'a> {
 /// # Errors
 /// A ring id out of range; residuals too large to code.
 pub fn encode(points: &[[i32; 3]], ids: Option<&[u32]>, p: GeomParams) -> Result<Vec<u8>> {
+    encode_with(points, ids, p, None)
+}
+
+/// Like [`encode`], with the learned range predictor `mlp` when given.
+///
+/// # Errors
+/// As [`encode`].
+pub fn encode_with(
+    points: &[[i32; 3]],
+    ids: Option<&[u32]>,
+    p: GeomParams,
+    mlp: Option<(&Mlp, Learned)>,
+) -> Result<Vec<u8>> {
     if let Some(ids) = ids {
         if ids.len() != points.len() || ids.iter().any(|&r| r > MAX_RING_ID) {
             return Err(Error::InvalidArgument(
@@ -455,7 +590,7 @@ pub fn encode(points: &[[i32; 3]], ids: Option<&[u32]>, p: GeomParams) -> Result
             ));
         }
     }
-    let mut c = Coder::new(p, ids)?;
+    let mut c = Coder::new(p, ids, mlp)?;
     let mut io = EncIo(RangeEncoder::new());
     for (i, q) in points.iter().enumerate() {
         let q = [i64::from(q[0]), i64::from(q[1]), i64::from(q[2])];
@@ -469,12 +604,26 @@ pub fn encode(points: &[[i32; 3]], ids: Option<&[u32]>, p: GeomParams) -> Result
 /// # Errors
 /// [`Error::Codec`] for damaged data (including decoded coordinates outside `i32`).
 pub fn decode(bytes: &[u8], n: usize, ids: Option<&[u32]>, p: GeomParams) -> Result<Vec<[i32; 3]>> {
+    decode_with(bytes, n, ids, p, None)
+}
+
+/// Like [`decode`], for streams written by [`encode_with`] with the same `mlp`.
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_with(
+    bytes: &[u8],
+    n: usize,
+    ids: Option<&[u32]>,
+    p: GeomParams,
+    mlp: Option<(&Mlp, Learned)>,
+) -> Result<Vec<[i32; 3]>> {
     if let Some(ids) = ids {
         if ids.len() != n || ids.iter().any(|&r| r > MAX_RING_ID) {
             return Err(Error::codec("lidar", "ring ids do not match the points"));
         }
     }
-    let mut c = Coder::new(p, ids)?;
+    let mut c = Coder::new(p, ids, mlp)?;
     let mut io = DecIo(RangeDecoder::new(bytes).map_err(ent)?);
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
@@ -490,6 +639,74 @@ pub fn decode(bytes: &[u8], n: usize, ids: Option<&[u32]>, p: GeomParams) -> Res
     }
     io.0.finish().map_err(ent)?;
     Ok(out)
+}
+
+/// Training samples for the learned range predictor: runs the classical coder over
+/// `points` and returns, for every ring-predicted point, its features and radial residual.
+///
+/// # Errors
+/// As [`encode`].
+pub fn training_samples(
+    points: &[[i32; 3]],
+    ids: Option<&[u32]>,
+    p: GeomParams,
+) -> Result<Vec<Sample>> {
+    if let Some(ids) = ids {
+        if ids.len() != points.len() || ids.iter().any(|&r| r > MAX_RING_ID) {
+            return Err(Error::InvalidArgument(
+                "lidar: ring ids do not match the points".into(),
+            ));
+        }
+    }
+    let mut c = Coder::new(p, ids, None)?;
+    c.rec = Some(Vec::with_capacity(points.len()));
+    let mut io = EncIo(RangeEncoder::new());
+    for (i, q) in points.iter().enumerate() {
+        let q = [i64::from(q[0]), i64::from(q[1]), i64::from(q[2])];
+        c.point(&mut io, i, Some(q))?;
+    }
+    Ok(c.rec.take().unwrap_or_default())
+}
+
+/// Bytes of the radial, tangential, height and fallback residuals when each is coded
+/// into its own stream (a measurement aid; the real stream interleaves them).
+///
+/// # Errors
+/// As [`encode`].
+pub fn part_bytes(
+    points: &[[i32; 3]],
+    ids: Option<&[u32]>,
+    p: GeomParams,
+    mlp: Option<(&Mlp, Learned)>,
+) -> Result<[usize; 4]> {
+    if let Some(ids) = ids {
+        if ids.len() != points.len() || ids.iter().any(|&r| r > MAX_RING_ID) {
+            return Err(Error::InvalidArgument(
+                "lidar: ring ids do not match the points".into(),
+            ));
+        }
+    }
+    let mut c = Coder::new(p, ids, mlp)?;
+    let mut io = CostIo {
+        enc: [
+            RangeEncoder::new(),
+            RangeEncoder::new(),
+            RangeEncoder::new(),
+            RangeEncoder::new(),
+        ],
+        k: 0,
+    };
+    for (i, q) in points.iter().enumerate() {
+        let q = [i64::from(q[0]), i64::from(q[1]), i64::from(q[2])];
+        c.point(&mut io, i, Some(q))?;
+    }
+    let [a, b, d, e] = io.enc;
+    Ok([
+        a.finish().len(),
+        b.finish().len(),
+        d.finish().len(),
+        e.finish().len(),
+    ])
 }
 
 /// Estimates the azimuth step between consecutive points of a ring (encoder side only;
@@ -554,6 +771,8 @@ mod tests {
                 .collect();
             let _ = decode(&bytes, 3000, None, p);
             let _ = decode(&bytes, 3000, Some(&ids), p);
+            let net = crate::mlp::shipped().expect("weights");
+            let _ = decode_with(&bytes, 3000, None, p, Some((net, crate::mlp::LEARNED)));
         }
     }
 
@@ -575,6 +794,12 @@ mod tests {
         ];
         let bytes = encode(&pts, None, p).expect("encode");
         assert_eq!(decode(&bytes, pts.len(), None, p).expect("decode"), pts);
+        let net = Some((crate::mlp::shipped().expect("weights"), crate::mlp::LEARNED));
+        let bytes = encode_with(&pts, None, p, net).expect("encode");
+        assert_eq!(
+            decode_with(&bytes, pts.len(), None, p, net).expect("decode"),
+            pts
+        );
     }
 
     #[test]

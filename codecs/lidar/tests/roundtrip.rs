@@ -404,3 +404,42 @@ fn sniffing_rejects_bin_files_that_are_not_point_clouds() {
         assert_eq!(LidarCodec.sniff(&head, Some("model.bin")), None);
     }
 }
+
+#[test]
+fn inputs_on_the_precision_grid_decode_exactly() {
+    // KITTI raw sweeps store f32 values of whole millimetres: at 1 mm they come back
+    // exactly. A synthetic sweep snapped to a 2 mm grid does too at 2 mm.
+    if let Some(dir) = shared("kitti_raw_5consecutive_float32") {
+        let data = std::fs::read(dir.join("0000000000.bin")).expect("read");
+        let packed = pack(&data, &opts("0000000000.bin", &[])).expect("encode");
+        let back = unpack(&packed).expect("decode");
+        let a = format::parse(&data, Format::Kitti).expect("parse");
+        let b = format::parse(&back, Format::Kitti).expect("parse decoded");
+        assert_eq!(a.attrs, b.attrs);
+        // Equal values (the sign of a zero coordinate is not kept).
+        assert!(a.xyz == b.xyz, "exact at 1 mm");
+    }
+    let pts: Vec<[f32; 4]> = synthetic(16, 900)
+        .into_iter()
+        .map(|p| {
+            let g = |v: f32| ((f64::from(v) / 0.002).round() * 0.002) as f32;
+            [g(p[0]), g(p[1]), g(p[2]), p[3]]
+        })
+        .collect();
+    let data = to_bytes(&pts, None);
+    let packed = pack(&data, &opts("s.bin", &[("precision", "0.002")])).expect("encode");
+    let back = unpack(&packed).expect("decode");
+    let a = format::parse(&data, Format::Kitti).expect("parse");
+    let b = format::parse(&back, Format::Kitti).expect("parse decoded");
+    assert!(a.xyz == b.xyz && a.attrs == b.attrs, "exact at 2 mm");
+    // Off the grid: still within the bound, not exact.
+    let packed = pack(&data, &opts("s.bin", &[("precision", "0.003")])).expect("encode");
+    let back = unpack(&packed).expect("decode");
+    assert!(back != data, "not exact off the grid");
+    check(
+        &data,
+        Format::Kitti,
+        &opts("s.bin", &[("precision", "0.003")]),
+        0.003,
+    );
+}
