@@ -1,4 +1,5 @@
-//! Throughput of the log codec (strong context-mixing mode and `mode=fast`), encode and
+//! Throughput of the log codec (the default columns mode, `mode=max` context mixing and
+//! `mode=fast`), encode and
 //! decode on 2 threads, on the largest logs, with the zstd library at level 19 on the same
 //! bytes as the same-run reference.
 //!
@@ -52,11 +53,13 @@ fn bench(c: &mut Criterion) {
             ..Default::default()
         };
         fast.params.insert("mode".into(), "fast".into());
-        let strong = EncodeOptions {
+        let columns = EncodeOptions {
             threads: 2,
             ..Default::default()
         };
-        let mut modes = vec![("fast", fast)];
+        let mut strong = columns.clone();
+        strong.params.insert("mode".into(), "max".into());
+        let mut modes = vec![("columns", columns), ("fast", fast)];
         if name == "proxifier" {
             modes.push(("strong", strong));
         }

@@ -27,8 +27,67 @@ use lcodec_kernels::{
 use ndarray::{Array2, Array3, Array4, ArrayView3, Axis, s};
 use std::collections::HashMap;
 
-/// Architecture id stored in the weights metadata (`lcodec.arch`).
+/// Architecture id of the plain mean-scale hyperprior (`lcodec.arch` metadata).
 pub const ARCH: &str = "mshp-gain-v1";
+/// Architecture id of the hyperprior with the checkerboard context model.
+pub const ARCH_CHECKERBOARD: &str = "ckbd-gain-v1";
+
+/// Which entropy model sits on top of the shared transforms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Arch {
+    /// Mean-scale hyperprior: `(μ, σ) = h_s(ẑ)`, one parallel pass ([`ARCH`]).
+    #[default]
+    MeanScale,
+    /// Checkerboard context (He et al., CVPR 2021, [`ARCH_CHECKERBOARD`]): anchors
+    /// (`(row + col)` even on the `y` grid) get `(μ, σ) = ep(h_s(ẑ), 0)`; the other half
+    /// get `ep(h_s(ẑ), ctx(ŷ_anchors))` with `ctx` a 5x5 convolution that only sees
+    /// anchors. Two parallel passes.
+    Checkerboard,
+}
+
+impl Arch {
+    /// The id stored in weights metadata and model cards.
+    pub fn id(self) -> &'static str {
+        match self {
+            Arch::MeanScale => ARCH,
+            Arch::Checkerboard => ARCH_CHECKERBOARD,
+        }
+    }
+
+    /// Parses an id ([`Arch::id`]) or a short name (`mshp`, `ckbd`).
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] for an unknown architecture.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.trim() {
+            ARCH | "mshp" => Ok(Arch::MeanScale),
+            ARCH_CHECKERBOARD | "ckbd" | "checkerboard" => Ok(Arch::Checkerboard),
+            other => Err(Error::Unsupported(format!(
+                "model architecture `{other}` (this build knows `{ARCH}`, `{ARCH_CHECKERBOARD}`)"
+            ))),
+        }
+    }
+
+    /// One-byte code written in the codec parameters of `.lc` files.
+    pub fn code(self) -> u8 {
+        match self {
+            Arch::MeanScale => 0,
+            Arch::Checkerboard => 1,
+        }
+    }
+}
+
+/// Whether position `(row, col)` of the `y` grid is a checkerboard anchor (decoded first).
+#[inline]
+pub fn is_anchor(row: usize, col: usize) -> bool {
+    (row + col) % 2 == 0
+}
+
+/// Hidden widths of the checkerboard's entropy-parameter network (1x1 convolutions
+/// `4M → 10M/3 → 8M/3 → 2M`, as in Minnen et al. 2018).
+pub fn ep_sizes(m: usize) -> (usize, usize) {
+    (m * 10 / 3, m * 8 / 3)
+}
 /// Spatial down-sampling factor of `y` (4 stride-2 layers).
 pub const Y_STRIDE: usize = 16;
 /// Spatial down-sampling factor of `z`; image sides must be multiples of this.
@@ -47,6 +106,8 @@ pub struct HyperpriorConfig {
     pub m: usize,
     /// The λ of each quality level (ascending: level 0 is the lowest rate).
     pub lambdas: Vec<f32>,
+    /// The entropy model.
+    pub arch: Arch,
 }
 
 impl HyperpriorConfig {
@@ -78,7 +139,7 @@ impl HyperpriorConfig {
     /// The metadata entries describing this config.
     pub fn to_metadata(&self) -> HashMap<String, String> {
         let mut m = HashMap::new();
-        m.insert("lcodec.arch".into(), ARCH.into());
+        m.insert("lcodec.arch".into(), self.arch.id().into());
         m.insert("lcodec.n".into(), self.n.to_string());
         m.insert("lcodec.m".into(), self.m.to_string());
         let l: Vec<String> = self.lambdas.iter().map(|v| v.to_string()).collect();
@@ -89,14 +150,10 @@ impl HyperpriorConfig {
     /// Reads the config from a weights file's metadata.
     ///
     /// # Errors
-    /// [`Error::Codec`] when keys are missing or the architecture is not [`ARCH`].
+    /// [`Error::Codec`] when keys are missing, [`Error::Unsupported`] for an unknown
+    /// architecture.
     pub fn from_weights(w: &WeightFile<'_>) -> Result<Self> {
-        let arch = w.meta("lcodec.arch")?;
-        if arch != ARCH {
-            return Err(Error::Unsupported(format!(
-                "model architecture `{arch}` (this build knows `{ARCH}`)"
-            )));
-        }
+        let arch = Arch::parse(w.meta("lcodec.arch")?)?;
         let lambdas = w
             .meta("lcodec.lambdas")?
             .split(',')
@@ -107,6 +164,7 @@ impl HyperpriorConfig {
             n: w.meta_parse("lcodec.n")?,
             m: w.meta_parse("lcodec.m")?,
             lambdas,
+            arch,
         };
         c.validate()?;
         Ok(c)
@@ -276,7 +334,117 @@ pub struct MeanScaleHyperprior {
     gain: Array2<f32>,
     inv_gain: Array2<f32>,
     z_tables: FactorizedTables,
+    ckbd: Option<CheckerboardLayers>,
     hash: [u8; 16],
+}
+
+/// The checkerboard context model's layers.
+#[derive(Clone, Debug)]
+struct CheckerboardLayers {
+    /// Masked 5x5 convolution `M → 2M` (weights stored pre-masked; re-masked on load).
+    ctx: ConvLayer,
+    /// `ep.0` restricted to its first `2M` input channels (the hyper part): anchors have
+    /// an all-zero context, whose terms would add exact zeros.
+    ep0_anchor: ConvLayer,
+    /// 1x1 convolutions `ep.0`, `ep.2`, `ep.4` (LeakyReLU between).
+    ep: Vec<ConvLayer>,
+}
+
+/// Checkerboard mask of the context convolution: tap `(ky, kx)` is used when
+/// `ky + kx` is odd (exactly the anchors around a non-anchor position).
+pub fn context_mask_tap(ky: usize, kx: usize) -> bool {
+    (ky + kx) % 2 == 1
+}
+
+/// The masked 5x5 context convolution (stride 1, zero padding 2) evaluated only at the
+/// non-anchor positions, with only the unmasked taps: `[2M, 1, P]` in the order of
+/// [`gather`]`(_, false)`. Deterministic: each output is accumulated over
+/// `(in_channel, ky, kx)` in a fixed order with separate multiplies and adds, then the
+/// bias is added; work is split over output channels only. The input is split into even
+/// and odd padded columns so that the non-anchors of a row (every other column) read
+/// contiguous memory.
+fn context_at_nonanchors(ctx: &ConvLayer, ya: ArrayView3<'_, f32>) -> Array3<f32> {
+    use rayon::prelude::*;
+    let (cin, h, w) = ya.dim();
+    let cout = ctx.weight.dim().0;
+    let (hp, wp) = (h + 4, w + 4);
+    let half = [wp.div_ceil(2), wp / 2];
+    let mut phases = [
+        vec![0f32; cin * hp * half[0]],
+        vec![0f32; cin * hp * half[1]],
+    ];
+    for ((ic, r, c), &v) in ya.indexed_iter() {
+        let (pr, pc) = (r + 2, c + 2);
+        let ph = pc % 2;
+        phases[ph][(ic * hp + pr) * half[ph] + pc / 2] = v;
+    }
+    // (row, first non-anchor column, count, start in the output).
+    let mut rows = Vec::with_capacity(h);
+    let mut total = 0;
+    for r in 0..h {
+        let c0 = (r + 1) % 2;
+        let n = if w > c0 { (w - c0).div_ceil(2) } else { 0 };
+        rows.push((r, c0, n, total));
+        total += n;
+    }
+    let taps: Vec<(usize, usize)> = (0..5)
+        .flat_map(|ky| (0..5).map(move |kx| (ky, kx)))
+        .filter(|&(ky, kx)| context_mask_tap(ky, kx))
+        .collect();
+    let planes: Vec<Vec<f32>> = (0..cout)
+        .into_par_iter()
+        .map(|o| {
+            let mut acc = vec![0f32; total];
+            for ic in 0..cin {
+                for &(ky, kx) in &taps {
+                    let wv = ctx.weight[[o, ic, ky, kx]];
+                    for &(r, c0, n, start) in &rows {
+                        let ph = (c0 + kx) % 2;
+                        let from = (ic * hp + r + ky) * half[ph] + (c0 + kx) / 2;
+                        let src = &phases[ph][from..from + n];
+                        for (a, &x) in acc[start..start + n].iter_mut().zip(src) {
+                            // Separate multiply and add (no FMA contraction in Rust).
+                            *a += wv * x;
+                        }
+                    }
+                }
+            }
+            let b = ctx.bias[o];
+            for a in &mut acc {
+                *a += b;
+            }
+            acc
+        })
+        .collect();
+    Array3::from_shape_fn((cout, 1, total), |(o, _, i)| planes[o][i])
+}
+
+/// `a: [C, H, W]` at the anchor (or non-anchor) positions, as `[C, 1, P]` in raster order.
+fn gather(a: ArrayView3<'_, f32>, anchors: bool) -> Array3<f32> {
+    let (c, h, w) = a.dim();
+    let pos: Vec<(usize, usize)> = (0..h)
+        .flat_map(|r| (0..w).map(move |q| (r, q)))
+        .filter(|&(r, q)| is_anchor(r, q) == anchors)
+        .collect();
+    Array3::from_shape_fn((c, 1, pos.len()), |(ch, _, i)| a[[ch, pos[i].0, pos[i].1]])
+}
+
+/// Inverse of [`gather`]: `[C, 1, P]` values placed on a zero `[C, H, W]` grid.
+fn scatter(v: &Array3<f32>, h: usize, w: usize, anchors: bool) -> Array3<f32> {
+    let c = v.dim().0;
+    let mut out = Array3::<f32>::zeros((c, h, w));
+    let mut i = 0;
+    for r in 0..h {
+        for q in 0..w {
+            if is_anchor(r, q) == anchors {
+                for ch in 0..c {
+                    out[[ch, r, q]] = v[[ch, 0, i]];
+                }
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 impl MeanScaleHyperprior {
@@ -325,6 +493,30 @@ impl MeanScaleHyperprior {
         let gain = w.array2("gain.y", [q, m])?;
         let inv_gain = w.array2("gain.y_inv", [q, m])?;
         let z_tables = FactorizedTables::load(&w, n)?;
+        let ckbd = match cfg.arch {
+            Arch::MeanScale => None,
+            Arch::Checkerboard => {
+                let (e1, e2) = ep_sizes(m);
+                let mut ctx = ConvLayer::load(&w, "ctx", m, 2 * m, 5, 1, false)?;
+                for ((_, _, ky, kx), v) in ctx.weight.indexed_iter_mut() {
+                    if !context_mask_tap(ky, kx) {
+                        *v = 0.0;
+                    }
+                }
+                let ep = vec![
+                    ConvLayer::load(&w, "ep.0", 4 * m, e1, 1, 1, false)?,
+                    ConvLayer::load(&w, "ep.2", e1, e2, 1, 1, false)?,
+                    ConvLayer::load(&w, "ep.4", e2, 2 * m, 1, 1, false)?,
+                ];
+                let mut ep0_anchor = ep[0].clone();
+                ep0_anchor.weight = ep[0].weight.slice(s![.., 0..2 * m, .., ..]).to_owned();
+                Some(CheckerboardLayers {
+                    ctx,
+                    ep0_anchor,
+                    ep,
+                })
+            }
+        };
         Ok(Self {
             config: cfg,
             g_a,
@@ -336,6 +528,7 @@ impl MeanScaleHyperprior {
             gain,
             inv_gain,
             z_tables,
+            ckbd,
             hash: crate::weights::weights_hash(bytes),
         })
     }
@@ -422,16 +615,108 @@ impl MeanScaleHyperprior {
                 "hyper-synthesis input {c}x{h}x{w}"
             )));
         }
+        let p = self.hyper_params(z_hat)?;
+        Ok(split_params(&p, self.config.m))
+    }
+
+    /// Deterministic `h_s(ẑ)`: `[2M, H/16, W/16]` (for [`Arch::MeanScale`] channels `0..M`
+    /// are the scales and `M..2M` the means; for [`Arch::Checkerboard`] the input of the
+    /// entropy-parameter network).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a wrong channel count.
+    pub fn hyper_params(&self, z_hat: ArrayView3<'_, f32>) -> Result<Array3<f32>> {
+        let (c, h, w) = z_hat.dim();
+        if c != self.config.n || h == 0 || w == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "hyper-synthesis input {c}x{h}x{w}"
+            )));
+        }
         let d = Mode::Deterministic;
         let mut a = self.h_s[0].forward(z_hat, d);
         leaky_relu_inplace(a.view_mut(), LEAKY_SLOPE);
         a = self.h_s[1].forward(a.view(), d);
         leaky_relu_inplace(a.view_mut(), LEAKY_SLOPE);
-        let p = self.h_s[2].forward(a.view(), d);
+        Ok(self.h_s[2].forward(a.view(), d))
+    }
+
+    fn ckbd(&self) -> Result<&CheckerboardLayers> {
+        self.ckbd.as_ref().ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "the checkerboard pass needs a `{ARCH_CHECKERBOARD}` model, not `{}`",
+                self.config.arch.id()
+            ))
+        })
+    }
+
+    fn ep_tail(&self, l: &CheckerboardLayers, mut a: Array3<f32>) -> Array3<f32> {
+        let d = Mode::Deterministic;
+        leaky_relu_inplace(a.view_mut(), LEAKY_SLOPE);
+        a = l.ep[1].forward(a.view(), d);
+        leaky_relu_inplace(a.view_mut(), LEAKY_SLOPE);
+        l.ep[2].forward(a.view(), d)
+    }
+
+    /// Checkerboard pass 1 (deterministic): `(means, scales)` of the anchors from the
+    /// hyper parameters ([`MeanScaleHyperprior::hyper_params`]). Full-grid arrays whose
+    /// non-anchor entries are 0.
+    ///
+    /// # Errors
+    /// Not a checkerboard model, or a wrong shape.
+    pub fn anchor_params(&self, hyper: ArrayView3<'_, f32>) -> Result<(Array3<f32>, Array3<f32>)> {
+        let l = self.ckbd()?;
+        let (c, h, w) = hyper.dim();
+        if c != 2 * self.config.m {
+            return Err(Error::InvalidArgument(format!(
+                "hyper parameters have {c} channels"
+            )));
+        }
+        let a = l
+            .ep0_anchor
+            .forward(gather(hyper, true).view(), Mode::Deterministic);
+        let p = scatter(&self.ep_tail(l, a), h, w, true);
+        Ok(split_params(&p, self.config.m))
+    }
+
+    /// Checkerboard pass 2 (deterministic): `(means, scales)` of the non-anchors from the
+    /// hyper parameters and the decoded anchors `y_hat_anchors` (`ŷ` at anchors, 0
+    /// elsewhere — non-anchor values are ignored). Full-grid arrays whose anchor entries
+    /// are 0.
+    ///
+    /// # Errors
+    /// Not a checkerboard model, or a wrong shape.
+    pub fn nonanchor_params(
+        &self,
+        hyper: ArrayView3<'_, f32>,
+        y_hat_anchors: ArrayView3<'_, f32>,
+    ) -> Result<(Array3<f32>, Array3<f32>)> {
+        let l = self.ckbd()?;
         let m = self.config.m;
-        let scales = p.slice(s![0..m, .., ..]).to_owned();
-        let means = p.slice(s![m..2 * m, .., ..]).to_owned();
-        Ok((means, scales))
+        let (c, h, w) = hyper.dim();
+        if c != 2 * m || y_hat_anchors.dim() != (m, h, w) {
+            return Err(Error::InvalidArgument(format!(
+                "hyper parameters {:?} / anchors {:?}",
+                hyper.dim(),
+                y_hat_anchors.dim()
+            )));
+        }
+        let mut ya = y_hat_anchors.to_owned();
+        for ((_, r, q), v) in ya.indexed_iter_mut() {
+            if !is_anchor(r, q) {
+                *v = 0.0;
+            }
+        }
+        let d = Mode::Deterministic;
+        let hg = gather(hyper, false);
+        if hg.dim().2 == 0 {
+            return Ok((Array3::zeros((m, h, w)), Array3::zeros((m, h, w))));
+        }
+        let cg = context_at_nonanchors(&l.ctx, ya.view());
+        let input = ndarray::concatenate(Axis(0), &[hg.view(), cg.view()])
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let a = l.ep[0].forward(input.view(), d);
+        let p = scatter(&self.ep_tail(l, a), h, w, false);
+        Ok(split_params(&p, m))
     }
 
     /// Synthesis: `x̂ = g_s(ŷ * inv_gain[quality])`, not clamped.
@@ -455,6 +740,13 @@ impl MeanScaleHyperprior {
         }
         Ok(self.g_s[3].forward(a.view(), Mode::Fast))
     }
+}
+
+/// `(means, scales)` from `[2M, H, W]` parameters (scales first, CompressAI's order).
+fn split_params(p: &Array3<f32>, m: usize) -> (Array3<f32>, Array3<f32>) {
+    let scales = p.slice(s![0..m, .., ..]).to_owned();
+    let means = p.slice(s![m..2 * m, .., ..]).to_owned();
+    (means, scales)
 }
 
 /// Multiplies channel `c` by `g[c]` (no-op when `g` is empty).
@@ -516,6 +808,21 @@ pub fn random_weights(cfg: &HyperpriorConfig, seed: u64) -> Result<Vec<u8>> {
     conv(&mut t, "g_s.2", n, n, 5, true);
     conv(&mut t, "g_s.4", n, n, 5, true);
     conv(&mut t, "g_s.6", n, 3, 5, true);
+    if cfg.arch == Arch::Checkerboard {
+        let (e1, e2) = ep_sizes(m);
+        conv(&mut t, "ctx", m, 2 * m, 5, false);
+        conv(&mut t, "ep.0", 4 * m, e1, 1, false);
+        conv(&mut t, "ep.2", e1, e2, 1, false);
+        conv(&mut t, "ep.4", e2, 2 * m, 1, false);
+        // Store the context weights masked, as the export does.
+        if let Some((_, OutTensor::F32(_, w))) = t.iter_mut().find(|(k, _)| k == "ctx.weight") {
+            for (i, v) in w.iter_mut().enumerate() {
+                if !context_mask_tap((i / 5) % 5, i % 5) {
+                    *v = 0.0;
+                }
+            }
+        }
+    }
     for name in ["g_a.1", "g_a.3", "g_a.5", "g_s.1", "g_s.3", "g_s.5"] {
         let gamma: Vec<f32> = (0..n * n)
             .map(|i| if i / n == i % n { 0.1 } else { 0.0 })
@@ -576,4 +883,40 @@ pub fn normalize_freqs(w: &[u64], total: u32) -> Vec<u32> {
         prev = q;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn context_at_nonanchors_matches_the_full_masked_convolution() {
+        let cfg = HyperpriorConfig {
+            n: 8,
+            m: 12,
+            lambdas: vec![0.01],
+            arch: Arch::Checkerboard,
+        };
+        let model = MeanScaleHyperprior::from_bytes(&random_weights(&cfg, 9).unwrap()).unwrap();
+        let l = model.ckbd.as_ref().unwrap();
+        for (h, w) in [(8, 12), (5, 7), (1, 1), (1, 2), (3, 1)] {
+            let ya = Array3::from_shape_fn((12, h, w), |(c, r, q)| {
+                if is_anchor(r, q) {
+                    ((c * 5 + r * 3 + q * 7) % 11) as f32 - 5.0
+                } else {
+                    0.0
+                }
+            });
+            let fast = context_at_nonanchors(&l.ctx, ya.view());
+            let full = gather(l.ctx.forward(ya.view(), Mode::Deterministic).view(), false);
+            assert_eq!(fast.dim(), full.dim());
+            for (a, b) in fast.iter().zip(full.iter()) {
+                assert!(
+                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "{h}x{w}: {a} vs {b}"
+                );
+            }
+        }
+    }
 }

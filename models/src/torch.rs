@@ -7,7 +7,9 @@
 //! 1e-6`, `gamma = gamma_p²`), and the factorized prior of `z` holds its density MLP
 //! (Ballé et al. 2018, appendix 6.1) which the export turns into integer tables.
 
-use crate::hyperprior::{HyperpriorConfig, SCALE_BOUND, Z_TABLE_TOTAL, normalize_freqs};
+use crate::hyperprior::{
+    Arch, HyperpriorConfig, SCALE_BOUND, Z_TABLE_TOTAL, context_mask_tap, ep_sizes, normalize_freqs,
+};
 use crate::weights::{OutTensor, write_safetensors};
 use lcodec_core::{Error, Result};
 use std::collections::HashMap;
@@ -225,6 +227,26 @@ pub struct TchHyperprior {
     gain: Tensor,
     inv_gain: Tensor,
     prior: Factorized,
+    ckbd: Option<TchCheckerboard>,
+}
+
+/// The checkerboard context model (see [`Arch::Checkerboard`]).
+struct TchCheckerboard {
+    /// Context convolution 5x5 `M → 2M`; its weight is multiplied by `mask` in use.
+    ctx: nn::Conv2D,
+    /// `[1, 1, 5, 5]` checkerboard mask (1 where `ky + kx` is odd).
+    mask: Tensor,
+    /// Entropy-parameter network: 1x1 convolutions with LeakyReLU between.
+    ep: Vec<Block>,
+}
+
+/// `[1, 1, h, w]` float mask, 1 at checkerboard anchors (`(row + col)` even).
+fn anchor_mask(h: i64, w: i64, dev: Device) -> Tensor {
+    let r = Tensor::arange(h, (Kind::Int64, dev)).view([h, 1]);
+    let c = Tensor::arange(w, (Kind::Int64, dev)).view([1, w]);
+    ((r + c).remainder(2).eq(0))
+        .to_kind(Kind::Float)
+        .view([1, 1, h, w])
 }
 
 impl TchHyperprior {
@@ -290,6 +312,31 @@ impl TchHyperprior {
         let gain = gp.var_copy("y", &gt);
         let inv_gain = gp.var_copy("y_inv", &gt.reciprocal());
         let prior = Factorized::new(&(&root / "prior_z"), n);
+        let ckbd = match cfg.arch {
+            Arch::MeanScale => None,
+            Arch::Checkerboard => {
+                let (e1, e2) = ep_sizes(cfg.m);
+                let (e1, e2) = (e1 as i64, e2 as i64);
+                let cc = nn::ConvConfig {
+                    padding: 2,
+                    ..Default::default()
+                };
+                let ctx = nn::conv2d(&root / "ctx", m, 2 * m, 5, cc);
+                let mv: Vec<f32> = (0..25)
+                    .map(|i| f32::from(u8::from(context_mask_tap(i / 5, i % 5))))
+                    .collect();
+                let mask = Tensor::from_slice(&mv).view([1, 1, 5, 5]);
+                let ep = &root / "ep";
+                let ep = vec![
+                    Block::conv(&ep, 0, 4 * m, e1, 1, 1),
+                    Block::LeakyRelu,
+                    Block::conv(&ep, 2, e1, e2, 1, 1),
+                    Block::LeakyRelu,
+                    Block::conv(&ep, 4, e2, 2 * m, 1, 1),
+                ];
+                Some(TchCheckerboard { ctx, mask, ep })
+            }
+        };
         drop(root);
         vs.set_device(device);
         Ok(Self {
@@ -302,12 +349,83 @@ impl TchHyperprior {
             gain,
             inv_gain,
             prior,
+            ckbd,
         })
     }
 
     /// The device the variables live on.
     pub fn device(&self) -> Device {
         self.vs.device()
+    }
+
+    /// `h_s(ẑ)`: `[B, 2M, h, w]` (scales then means for [`Arch::MeanScale`], the input of
+    /// the entropy-parameter network for [`Arch::Checkerboard`]).
+    pub fn hyper_params(&self, z_hat: &Tensor) -> Tensor {
+        run(&self.h_s, z_hat)
+    }
+
+    fn split(&self, p: &Tensor) -> (Tensor, Tensor) {
+        let m = self.cfg.m as i64;
+        (p.narrow(1, m, m), p.narrow(1, 0, m))
+    }
+
+    /// Checkerboard pass 1: `(means, scales)` of the anchors, `ep(hyper, 0)`, computed on
+    /// the whole grid (use the anchor positions). Panics for a mean-scale model.
+    pub fn anchor_params(&self, hyper: &Tensor) -> (Tensor, Tensor) {
+        let Some(cb) = &self.ckbd else {
+            panic!("anchor_params needs a checkerboard model");
+        };
+        let input = Tensor::cat(&[hyper, &hyper.zeros_like()], 1);
+        self.split(&run(&cb.ep, &input))
+    }
+
+    /// Checkerboard pass 2: `(means, scales)` of the non-anchors from the hyper
+    /// parameters and `ŷ` (only its anchor positions are used), on the whole grid (use
+    /// the non-anchor positions). Panics for a mean-scale model.
+    pub fn nonanchor_params(&self, hyper: &Tensor, y_hat: &Tensor) -> (Tensor, Tensor) {
+        let Some(cb) = &self.ckbd else {
+            panic!("nonanchor_params needs a checkerboard model");
+        };
+        let sz = y_hat.size();
+        let a = anchor_mask(sz[2], sz[3], y_hat.device());
+        let w = &cb.ctx.ws * cb.mask.to_device(y_hat.device());
+        let ctx = (y_hat * a).conv2d(&w, cb.ctx.bs.as_ref(), [1, 1], [2, 2], [1, 1], 1);
+        let input = Tensor::cat(&[hyper, &ctx], 1);
+        self.split(&run(&cb.ep, &input))
+    }
+
+    /// `(means, scales)` of every latent and `ŷ`: one pass for [`Arch::MeanScale`], two
+    /// (anchors, then non-anchors with their context) for [`Arch::Checkerboard`].
+    /// `train`: straight-through rounding of `y - μ` (gradient 1), else true rounding.
+    pub fn entropy_params(
+        &self,
+        y: &Tensor,
+        hyper: &Tensor,
+        train: bool,
+    ) -> (Tensor, Tensor, Tensor) {
+        let quant = |y: &Tensor, mu: &Tensor| {
+            let r = y - mu;
+            if train {
+                round_ste(&r) + mu
+            } else {
+                r.round() + mu
+            }
+        };
+        if self.ckbd.is_none() {
+            let (means, scales) = self.split(hyper);
+            let y_hat = quant(y, &means);
+            return (means, scales, y_hat);
+        }
+        let sz = y.size();
+        let a = anchor_mask(sz[2], sz[3], y.device());
+        let na = 1.0 - &a;
+        let (ma, sa) = self.anchor_params(hyper);
+        let ya = quant(y, &ma) * &a;
+        let (mn, sn) = self.nonanchor_params(hyper, &ya);
+        let means = &ma * &a + &mn * &na;
+        let scales = &sa * &a + &sn * &na;
+        let y_hat = &ya + quant(y, &means) * &na;
+        (means, scales, y_hat)
     }
 
     fn gains(&self, q: &Tensor) -> (Tensor, Tensor) {
@@ -352,7 +470,8 @@ impl TchHyperprior {
             (r.shallow_clone(), r)
         };
         let z_lik = self.prior.likelihood(&z_rate);
-        let (means, scales) = self.hyper_synthesis(&z_dec);
+        let hyper = self.hyper_params(&z_dec);
+        let (means, scales, y_hat) = self.entropy_params(&y, &hyper, train);
         let scales = bound_scale(&scales);
         let y_res = &y - &means;
         let y_rate_res = if train {
@@ -361,11 +480,6 @@ impl TchHyperprior {
             y_res.round()
         };
         let y_lik = gaussian_likelihood(&y_rate_res, &scales);
-        let y_hat = if train {
-            round_ste(&y_res) + &means
-        } else {
-            y_res.round() + &means
-        };
         let x_hat = self.synthesis(&y_hat, q);
         let sz = x.size();
         let pixels = (sz[2] * sz[3]) as f64;
@@ -576,7 +690,15 @@ impl TchHyperprior {
         names.sort();
         for name in names {
             if name.ends_with(".weight") || name.ends_with(".bias") {
-                let (s, v) = get(name)?;
+                let (s, mut v) = get(name)?;
+                if name == "ctx.weight" {
+                    // Store the effective (masked) context weights.
+                    for (i, x) in v.iter_mut().enumerate() {
+                        if !context_mask_tap((i / 5) % 5, i % 5) {
+                            *x = 0.0;
+                        }
+                    }
+                }
                 out.push((name.clone(), float(s, v)));
             }
         }

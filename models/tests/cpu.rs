@@ -8,6 +8,7 @@ fn small() -> HyperpriorConfig {
         n: 8,
         m: 12,
         lambdas: vec![0.01, 0.02],
+        arch: Default::default(),
     }
 }
 
@@ -40,6 +41,7 @@ fn hyper_synthesis_bits_do_not_depend_on_threads() {
             n: 16,
             m: 24,
             lambdas: vec![0.01],
+            arch: Default::default(),
         },
         3,
     )
@@ -102,4 +104,82 @@ fn weights_hash_identifies_the_file() {
         ma.weights_hash(),
         MeanScaleHyperprior::from_bytes(&a).unwrap().weights_hash()
     );
+}
+
+fn ckbd_model(seed: u64) -> MeanScaleHyperprior {
+    let cfg = HyperpriorConfig {
+        n: 8,
+        m: 12,
+        lambdas: vec![0.01, 0.02],
+        arch: lcodec_models::hyperprior::Arch::Checkerboard,
+    };
+    MeanScaleHyperprior::from_bytes(&random_weights(&cfg, seed).unwrap()).unwrap()
+}
+
+#[test]
+fn checkerboard_passes_use_only_what_the_decoder_has() {
+    use lcodec_models::hyperprior::is_anchor;
+    let model = ckbd_model(4);
+    assert_eq!(model.config().arch.id(), "ckbd-gain-v1");
+    let z = Array3::from_shape_fn((8, 2, 3), |(c, y, x)| ((c + 2 * y + x) % 5) as f32 - 2.0);
+    let hyper = model.hyper_params(z.view()).unwrap();
+    assert_eq!(hyper.dim(), (24, 8, 12));
+    let (ma, sa) = model.anchor_params(hyper.view()).unwrap();
+    assert_eq!(ma.dim(), (12, 8, 12));
+    let y_hat = Array3::from_shape_fn((12, 8, 12), |(c, y, x)| {
+        ((c * 3 + y * 5 + x) % 9) as f32 - 4.0
+    });
+    let (mn, sn) = model.nonanchor_params(hyper.view(), y_hat.view()).unwrap();
+    for ((c, r, q), &v) in mn.indexed_iter() {
+        if is_anchor(r, q) {
+            assert_eq!((v, sn[[c, r, q]]), (0.0, 0.0));
+        } else {
+            assert_eq!((ma[[c, r, q]], sa[[c, r, q]]), (0.0, 0.0));
+        }
+    }
+    // Non-anchor values of ŷ are ignored; anchors change the context.
+    let mut other = y_hat.clone();
+    other[[3, 0, 1]] += 7.0;
+    let (mn2, sn2) = model.nonanchor_params(hyper.view(), other.view()).unwrap();
+    assert_eq!((&mn, &sn), (&mn2, &sn2));
+    let mut other = y_hat.clone();
+    other[[3, 2, 2]] += 7.0;
+    let (mn3, _) = model.nonanchor_params(hyper.view(), other.view()).unwrap();
+    assert_ne!(mn, mn3);
+    // Same bits with 1 and 4 threads.
+    let run = |n: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+            .install(|| {
+                let (a, b) = model.anchor_params(hyper.view()).unwrap();
+                let (c, d) = model.nonanchor_params(hyper.view(), y_hat.view()).unwrap();
+                [a, b, c, d].map(|t| t.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+            })
+    };
+    assert_eq!(run(1), run(4));
+    // A mean-scale model has no checkerboard passes.
+    let ms = MeanScaleHyperprior::from_bytes(&random_weights(&small(), 1).unwrap()).unwrap();
+    let h2 = ms.hyper_params(z.view()).unwrap();
+    assert!(ms.anchor_params(h2.view()).is_err());
+    assert!(
+        model
+            .nonanchor_params(hyper.view(), y_hat.slice(ndarray::s![0..6, .., ..]))
+            .is_err()
+    );
+}
+
+#[test]
+fn unknown_architecture_is_unsupported() {
+    let mut bytes = random_weights(&small(), 2).unwrap();
+    let pos = bytes
+        .windows(12)
+        .position(|w| w == b"mshp-gain-v1")
+        .unwrap();
+    bytes[pos..pos + 4].copy_from_slice(b"xxxx");
+    assert!(matches!(
+        MeanScaleHyperprior::from_bytes(&bytes),
+        Err(lcodec_core::Error::Unsupported(_))
+    ));
 }

@@ -43,6 +43,7 @@ fn tch_and_cpu_backends_agree() {
         n: 16,
         m: 24,
         lambdas: vec![0.005, 0.02],
+        arch: Default::default(),
     };
     let tm = TchHyperprior::new(cfg, Device::Cpu).unwrap();
     let bytes = tm.export(false).unwrap();
@@ -94,6 +95,7 @@ fn training_decreases_the_loss() {
         n: 8,
         m: 12,
         lambdas: vec![0.01],
+        arch: Default::default(),
     };
     let tm = TchHyperprior::new(cfg, Device::Cpu).unwrap();
     let mut opt = tch::nn::Adam::default().build(&tm.vs, 2e-3).unwrap();
@@ -128,6 +130,7 @@ fn checkpoint_round_trip_reproduces_the_export() {
         n: 8,
         m: 12,
         lambdas: vec![0.01, 0.03],
+        arch: Default::default(),
     };
     let a = TchHyperprior::new(cfg.clone(), Device::Cpu).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -165,10 +168,122 @@ fn checkpoint_round_trip_reproduces_the_export() {
             n: 4,
             m: 12,
             lambdas: vec![0.01, 0.03],
+            arch: Default::default(),
         },
         Device::Cpu,
     )
     .unwrap();
     let mut other = other;
     assert!(other.load_checkpoint(dir.path()).is_err());
+}
+
+#[test]
+fn checkerboard_backends_agree_and_quantize_identically() {
+    use lcodec_models::hyperprior::{Arch, is_anchor};
+    tch::manual_seed(12);
+    let cfg = HyperpriorConfig {
+        n: 16,
+        m: 24,
+        lambdas: vec![0.005, 0.02],
+        arch: Arch::Checkerboard,
+    };
+    let tm = TchHyperprior::new(cfg, Device::Cpu).unwrap();
+    let bytes = tm.export(false).unwrap();
+    let cm = MeanScaleHyperprior::from_bytes(&bytes).unwrap();
+    let x = Array3::from_shape_fn((3, 128, 192), |(c, y, x)| {
+        (((x * 7 + y * 3 + c * 11) % 89) as f32 / 88.0 + (x as f32 / 30.0).cos() * 0.2)
+            .clamp(0.0, 1.0)
+    });
+    let xt = to_tensor3(&x);
+    let qt = Tensor::from_slice(&[1i64]);
+    // Latents scaled up so that many symbols are non-zero (the network is untrained).
+    let y = tch::no_grad(|| tm.analysis(&xt, &qt)) * 30.0;
+    let z_hat = to_array3(&tch::no_grad(|| tm.hyper_analysis(&y))).mapv(|v| (v * 4.0).round());
+    let yc = to_array3(&y);
+    let (mt, st, yt_hat) = tch::no_grad(|| {
+        let hyper = tm.hyper_params(&to_tensor3(&z_hat));
+        tm.entropy_params(&y, &hyper, false)
+    });
+    let hyper = cm.hyper_params(z_hat.view()).unwrap();
+    let (ma, sa) = cm.anchor_params(hyper.view()).unwrap();
+    let mut y_hat = Array3::<f32>::zeros(yc.dim());
+    for ((c, r, q), v) in y_hat.indexed_iter_mut() {
+        if is_anchor(r, q) {
+            *v = (yc[[c, r, q]] - ma[[c, r, q]]).round() + ma[[c, r, q]];
+        }
+    }
+    let (mn, sn) = cm.nonanchor_params(hyper.view(), y_hat.view()).unwrap();
+    let means = &ma + &mn;
+    let scales = &sa + &sn;
+    let (e_m, e_s) = (rel(&means, &to_array3(&mt)), rel(&scales, &to_array3(&st)));
+    println!("checkerboard rel errors: means {e_m:.2e} scales {e_s:.2e}");
+    assert!(e_m < TOL && e_s < TOL, "means {e_m} scales {e_s}");
+    // Quantized latents agree exactly.
+    let q_c = (&yc - &means).mapv(f32::round);
+    let q_t = (&yc - &to_array3(&mt)).mapv(f32::round);
+    let differ = q_c.iter().zip(&q_t).filter(|(a, b)| a != b).count();
+    let nonzero = q_c.iter().filter(|v| **v != 0.0).count();
+    println!(
+        "{nonzero} of {} latents non-zero, {differ} differ",
+        q_c.len()
+    );
+    assert!(nonzero > q_c.len() / 4);
+    assert_eq!(differ, 0);
+    let yh_t = to_array3(&yt_hat);
+    assert!(rel(&(&q_c + &means), &yh_t) < TOL);
+}
+
+#[test]
+fn checkerboard_training_decreases_the_loss_and_exports() {
+    tch::manual_seed(6);
+    let cfg = HyperpriorConfig {
+        n: 8,
+        m: 12,
+        lambdas: vec![0.01, 0.04],
+        arch: lcodec_models::hyperprior::Arch::Checkerboard,
+    };
+    let tm = TchHyperprior::new(cfg, Device::Cpu).unwrap();
+    let mut opt = tch::nn::Adam::default().build(&tm.vs, 2e-3).unwrap();
+    let base = Tensor::rand([4, 3, 4, 4], (Kind::Float, Device::Cpu));
+    let x = base.upsample_bilinear2d([64, 64], false, None, None);
+    let q = Tensor::from_slice(&[0i64, 1, 0, 1]);
+    let lam = Tensor::from_slice(&[0.01f32, 0.04, 0.01, 0.04]);
+    let mut losses = vec![];
+    for _ in 0..60 {
+        let f = tm.forward(&x, &q, true);
+        let loss = (&f.bpp + &lam * (255.0 * 255.0) * &f.mse).mean(Kind::Float);
+        opt.zero_grad();
+        loss.backward();
+        opt.clip_grad_norm(1.0);
+        opt.step();
+        losses.push(loss.double_value(&[]));
+    }
+    let first: f64 = losses[..5].iter().sum::<f64>() / 5.0;
+    let last: f64 = losses[losses.len() - 5..].iter().sum::<f64>() / 5.0;
+    println!("checkerboard loss {first:.3} -> {last:.3}");
+    assert!(
+        last < 0.7 * first,
+        "loss did not decrease: {first} -> {last}"
+    );
+    // The context weights are exported masked and the CPU backend loads the file.
+    let bytes = tm.export(true).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let w = st.tensor("ctx.weight").unwrap();
+    assert_eq!(w.shape(), &[24, 12, 5, 5]);
+    let vals: Vec<u16> = w
+        .data()
+        .chunks_exact(2)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    for (i, v) in vals.iter().enumerate() {
+        let (ky, kx) = ((i / 5) % 5, i % 5);
+        if (ky + kx) % 2 == 0 {
+            assert_eq!(*v & 0x7fff, 0, "masked tap ({ky},{kx}) stored non-zero");
+        }
+    }
+    let cm = MeanScaleHyperprior::from_bytes(&bytes).unwrap();
+    assert_eq!(
+        cm.config().arch,
+        lcodec_models::hyperprior::Arch::Checkerboard
+    );
 }

@@ -3,7 +3,8 @@
 //!     cargo run --release -p lcodec-image --example rd -- WEIGHTS.safetensors IMG...
 //!
 //! Prints per image and level: payload bytes, bpp (payload bits / pixels; the container
-//! adds a fixed ~100 bytes), PSNR (RGB, 8-bit), encode and decode ms.
+//! adds a fixed ~100 bytes), PSNR (RGB, 8-bit), encode and decode ms. With
+//! `LCODEC_RD_PARTS=1`, also the time of each decoder stage on the first image.
 use lcodec_image::ImageCodec;
 use std::time::Instant;
 
@@ -46,8 +47,52 @@ fn main() {
             sum.2 += 1;
         }
     }
+    if std::env::var_os("LCODEC_RD_PARTS").is_some() {
+        parts(&codec, &args[1]);
+    }
     for (q, (b, p, n)) in sums.iter().enumerate() {
         let n = *n as f64;
         println!("mean q={} bpp={:.4} psnr={:.3}", q + 1, b / n, p / n);
     }
+}
+
+/// Times the decoder's stages (deterministic hyper-synthesis and entropy parameters,
+/// synthesis) on one image.
+fn parts(codec: &ImageCodec, path: &str) {
+    use lcodec_models::hyperprior::{Arch, Z_STRIDE};
+    let m = codec.default_model().expect("model");
+    let net = m.model();
+    let img = image::open(path).expect("read image").to_rgb8();
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let (pw, ph) = (
+        w.div_ceil(Z_STRIDE) * Z_STRIDE,
+        h.div_ceil(Z_STRIDE) * Z_STRIDE,
+    );
+    let z = ndarray::Array3::<f32>::zeros((net.config().n, ph / Z_STRIDE, pw / Z_STRIDE));
+    let t = Instant::now();
+    let hyper = net.hyper_params(z.view()).expect("h_s");
+    println!(
+        "parts: h_s (deterministic) {:.0} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let (mc, yh, yw) = (net.config().m, ph / 16, pw / 16);
+    let y_hat = ndarray::Array3::<f32>::zeros((mc, yh, yw));
+    if net.config().arch == Arch::Checkerboard {
+        let t = Instant::now();
+        net.anchor_params(hyper.view()).expect("anchors");
+        println!(
+            "parts: anchor params {:.0} ms",
+            t.elapsed().as_secs_f64() * 1e3
+        );
+        let t = Instant::now();
+        net.nonanchor_params(hyper.view(), y_hat.view())
+            .expect("non-anchors");
+        println!(
+            "parts: non-anchor params (context + ep) {:.0} ms",
+            t.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    let t = Instant::now();
+    net.synthesis(y_hat.view(), 0).expect("g_s");
+    println!("parts: g_s {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
 }

@@ -1,31 +1,52 @@
-//! lcodec-image: the learned image codec — mean-scale hyperprior with per-quality gains
-//! (see `lcodec_models::hyperprior`), entropy-coded with `lcodec-entropy`.
+//! lcodec-image: the learned image codec — mean-scale hyperprior with per-quality gains,
+//! optionally with the checkerboard context model (see `lcodec_models::hyperprior`),
+//! entropy-coded with `lcodec-entropy`.
 //!
-//! Bitstream (codec version 1), one chunk per image:
+//! Bitstream (codec version 1):
 //!
-//! * header params: `[version=1, quality_index, n_levels, 0]` + model id and weights
-//!   hash in the container's `ModelRef`; metadata width / height / channels = 3 / depth 8.
-//! * payload: one range-coded stream: `ẑ` (channel-major, row-major) under the model's
+//! * header params: `[version=1, quality_index, n_levels, flags, arch]` (`flags` bit 0: an
+//!   alpha chunk follows; `arch`: [`Arch::code`]) + model id and weights hash in the
+//!   container's `ModelRef`; metadata width / height, channels (1 grey, 2 grey + alpha,
+//!   3 RGB, 4 RGBA) and the original's bits per sample.
+//! * chunk 0: one range-coded stream: `ẑ` (channel-major, row-major) under the model's
 //!   integer factorized tables, then `q = ⌊y - μ⌉` under the fixed quantized Gaussian
-//!   tables at `scale_index(max(σ, 0.11))`, where `(μ, σ) = h_s(ẑ)` runs on the
-//!   deterministic kernels. Decoding rebuilds `ŷ = q + μ` and `x̂ = g_s(ŷ)`.
+//!   tables at `scale_index(max(σ, 0.11))`. Mean-scale models: `(μ, σ) = h_s(ẑ)`, all of
+//!   `y` channel-major. Checkerboard models: first every anchor (`(row + col)` even,
+//!   channel-major, row-major) with `(μ, σ)` from `h_s(ẑ)`, then every non-anchor with
+//!   `(μ, σ)` that also depend on the decoded anchors. Every entropy parameter comes from
+//!   the deterministic kernels, so encoder and decoder agree bit for bit on any CPU.
+//!   Decoding rebuilds `ŷ = q + μ` and `x̂ = g_s(ŷ)`. (The latent coding lives in
+//!   `lcodec_models::coding`, shared with the training command's real-bitstream eval.)
+//! * chunk 1 (only with flag bit 0): the alpha plane, lossless ([`alpha`]). An alpha
+//!   channel that is 255 everywhere is not stored (the flag is clear, channels say 2 / 4).
 //!
-//! Input: any format the `image` crate reads here (PNG, JPEG, BMP, TIFF, WebP, PNM);
-//! colour is coded as RGB8 (16-bit input is reduced to 8 bits, alpha is dropped — both
-//! still to do properly). Sides are padded to multiples of 64 by edge replication and
-//! cropped back on decode. Output: PNG.
+//! Input: PNG, JPEG, BMP, TIFF, WebP, PNM (the `image` crate). Colour is coded as RGB;
+//! grey images are coded as RGB with R = G = B and decoded back to grey (the mean of the
+//! three reconstructed channels). Images with 16 bits per sample (or float) are reduced to
+//! 8 bits with a message on stderr; the decoder writes 8 bits per sample. Sides are
+//! padded to multiples of 64 by edge replication and cropped back on decode.
+//!
+//! Output: the format named by the `format` decode parameter (`png`, `jpg`/`jpeg`, `bmp`,
+//! `tif`/`tiff`, `webp` (lossless), `ppm`/`pgm`/`pnm`; JPEG and PNM drop alpha), PNG for
+//! anything else. The output is
+//! never the original file, so [`Codec::decodes_transformed`] is always true.
+//!
+//! Weights are found at run time by [`discover`] (see [`model_dirs`] for the order).
 #![deny(unsafe_code)]
 
+pub mod alpha;
+
 use std::io::{Read, Write};
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use lcodec_core::container::{ChunkSink, ChunkSource, Header, ModelRef};
 use lcodec_core::{
-    Codec, CodecId, CodecInfo, Confidence, DecodeOptions, EncodeOptions, Error, Kind, Metadata,
-    Result,
+    Codec, CodecId, CodecInfo, Confidence, DecodeOptions, EncodeOptions, Error, FORMAT_PARAM, Kind,
+    Metadata, Result,
 };
-use lcodec_entropy::{Categorical, Decode, Encode, Family, RangeDecoder, RangeEncoder, tables};
-use lcodec_models::hyperprior::{MeanScaleHyperprior, SCALE_BOUND, Z_STRIDE};
+use lcodec_models::coding::LatentCoder;
+use lcodec_models::hyperprior::{Arch, MeanScaleHyperprior, Z_STRIDE};
 use ndarray::{Array3, s};
 
 static INFO: CodecInfo = CodecInfo {
@@ -34,73 +55,72 @@ static INFO: CodecInfo = CodecInfo {
     version: 1,
     lossless: false,
     kind: Kind::Image,
-    description: "learned image codec (mean-scale hyperprior), --quality 1..N (higher = better)",
+    description: "learned image codec (hyperprior + checkerboard context), --quality 1..N (higher = better)",
 };
 
 /// Bitstream version written in the codec parameters.
 const PARAMS_VERSION: u8 = 1;
+/// Flag bit: an alpha chunk follows the image chunk.
+const FLAG_ALPHA: u8 = 1;
 /// Largest image side accepted (pixels).
 pub const MAX_SIDE: u32 = 1 << 15;
+/// Largest image accepted (pixels): the CPU transforms hold whole feature maps in memory
+/// (~1 KiB per pixel at the first layer of an N=128 model), so larger images are left to
+/// other codecs ([`Codec::sniff`] declines them when their size is visible in the head).
+pub const MAX_PIXELS: u64 = 1 << 25;
+/// Environment variable naming a weights directory or file (see [`model_dirs`]).
+pub const MODELS_ENV: &str = "LCODEC_MODELS";
+/// Encode parameter choosing a model by id (file stem) among the discovered ones.
+pub const MODEL_PARAM: &str = "model";
 
-fn ent(e: lcodec_entropy::Error) -> Error {
-    Error::codec("image", e.to_string())
+fn check_size(w: u32, h: u32) -> Result<()> {
+    if w == 0 || h == 0 || w > MAX_SIDE || h > MAX_SIDE || u64::from(w) * u64::from(h) > MAX_PIXELS
+    {
+        return Err(Error::Unsupported(format!(
+            "image: size {w}x{h} (sides 1..={MAX_SIDE}, at most {MAX_PIXELS} pixels)"
+        )));
+    }
+    Ok(())
 }
 
-/// The learned image codec with one loaded model.
-#[derive(Clone)]
-pub struct ImageCodec {
-    model: Arc<MeanScaleHyperprior>,
-    model_id: String,
-    z_models: Arc<Vec<Categorical>>,
+/// One loaded model with its entropy tables: the encode / decode primitives.
+pub struct ImageModel {
+    model: MeanScaleHyperprior,
 }
 
-impl std::fmt::Debug for ImageCodec {
+impl std::fmt::Debug for ImageModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ImageCodec")
-            .field("model_id", &self.model_id)
+        f.debug_struct("ImageModel")
+            .field("config", self.model.config())
             .finish()
     }
 }
 
-impl ImageCodec {
-    /// A codec using the weights file `weights` (safetensors, as exported by
-    /// `lcodec-train export`), named `model_id` in the files it writes.
+impl ImageModel {
+    /// Loads a weights file (safetensors, as exported by `lcodec-train export`).
     ///
     /// # Errors
     /// When the weights do not load (see `MeanScaleHyperprior::from_bytes`).
-    pub fn try_new(weights: &[u8], model_id: &str) -> Result<Self> {
+    pub fn from_bytes(weights: &[u8]) -> Result<Self> {
         let model = MeanScaleHyperprior::from_bytes(weights)?;
-        let z_models = model
-            .z_tables()
-            .freqs
-            .iter()
-            .map(|f| {
-                let counts: Vec<u64> = f.iter().map(|&v| u64::from(v)).collect();
-                Categorical::from_counts(&counts).map_err(ent)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
-            model: Arc::new(model),
-            model_id: model_id.to_string(),
-            z_models: Arc::new(z_models),
-        })
+        // Check the coding tables once.
+        LatentCoder::new(&model)?;
+        Ok(Self { model })
     }
 
-    /// The loaded model.
+    /// The network.
     pub fn model(&self) -> &MeanScaleHyperprior {
         &self.model
-    }
-
-    fn model_ref(&self) -> ModelRef {
-        ModelRef {
-            id: self.model_id.clone(),
-            weights_hash: self.model.weights_hash().to_vec(),
-        }
     }
 
     /// Number of quality levels (`--quality 1..=levels`).
     pub fn levels(&self) -> usize {
         self.model.config().levels()
+    }
+
+    /// The entropy model.
+    pub fn arch(&self) -> Arch {
+        self.model.config().arch
     }
 
     /// Encodes an RGB8 image (`rgb.len() == 3 * width * height`) at quality level
@@ -122,9 +142,9 @@ impl ImageCodec {
     }
 
     /// Encodes with the analysis transforms on libtorch (`net`, e.g. on a GPU, made with
-    /// `TchHyperprior::from_exported` from the same weights). Quantisation, the
-    /// hyper-synthesis and the entropy coding stay on the deterministic CPU path, so the
-    /// file decodes bit-exactly with the CPU decoder.
+    /// `TchHyperprior::from_exported` from the same weights). Quantisation, the entropy
+    /// parameters and the entropy coding stay on the deterministic CPU path, so the file
+    /// decodes bit-exactly with the CPU decoder.
     ///
     /// # Errors
     /// Bad arguments, torch or entropy-coder failures.
@@ -175,7 +195,7 @@ impl ImageCodec {
 
     /// Codes the analysis outputs `y` and `z`: returns the payload and the `ŷ` the decoder
     /// will reconstruct (exactly: the entropy parameters come from the deterministic
-    /// hyper-synthesis of the coded `ẑ`).
+    /// kernels, fed only with decoded values).
     ///
     /// # Errors
     /// Shape mismatch with the model, or an entropy-coder failure.
@@ -184,54 +204,7 @@ impl ImageCodec {
         y: &Array3<f32>,
         z: &Array3<f32>,
     ) -> Result<(Vec<u8>, Array3<f32>)> {
-        let m = &self.model;
-        let zt = m.z_tables();
-        if z.dim().0 != zt.offsets.len() {
-            return Err(Error::InvalidArgument(format!(
-                "z has {} channels",
-                z.dim().0
-            )));
-        }
-        // ẑ = round(z) clamped into each channel's table range.
-        let mut z_hat = z.mapv(f32::round);
-        for (c, mut plane) in z_hat.outer_iter_mut().enumerate() {
-            let lo = zt.offsets[c] as f32;
-            let hi = (zt.offsets[c] + zt.freqs[c].len() as i32 - 1) as f32;
-            plane.mapv_inplace(|v| if v.is_nan() { lo } else { v.clamp(lo, hi) });
-        }
-        let mut enc = RangeEncoder::new();
-        for (c, plane) in z_hat.outer_iter().enumerate() {
-            for &v in plane.iter() {
-                let sym = (v as i32 - zt.offsets[c]) as usize;
-                enc.encode(sym, &self.z_models[c]).map_err(ent)?;
-            }
-        }
-        let (means, scales) = m.hyper_synthesis(z_hat.view())?;
-        if means.dim() != y.dim() {
-            return Err(Error::InvalidArgument(format!(
-                "y is {:?}, the hyperprior predicts {:?}",
-                y.dim(),
-                means.dim()
-            )));
-        }
-        let gauss = tables(Family::Gaussian);
-        let mut y_hat = Array3::<f32>::zeros(y.dim());
-        for (((o, &yv), &mu), &sc) in y_hat
-            .iter_mut()
-            .zip(y.iter())
-            .zip(means.iter())
-            .zip(scales.iter())
-        {
-            // Values beyond ±1e9 cannot occur for a sane model; clamp anyway (NaN -> 0).
-            let q = if (yv - mu).is_nan() {
-                0
-            } else {
-                (yv - mu).round().clamp(-1e9, 1e9) as i32
-            };
-            enc.encode_integer(q, table_for(gauss, sc)).map_err(ent)?;
-            *o = q as f32 + mu;
-        }
-        Ok((enc.finish(), y_hat))
+        LatentCoder::new(&self.model)?.encode(y, z)
     }
 
     /// Decodes the payload of a `width` x `height` image to `ŷ`.
@@ -239,37 +212,32 @@ impl ImageCodec {
     /// # Errors
     /// [`Error::Codec`] for a damaged payload.
     pub fn decode_latents(&self, payload: &[u8], width: u32, height: u32) -> Result<Array3<f32>> {
+        check_size(width, height)?;
         let (w, h) = (width as usize, height as usize);
-        if w == 0 || h == 0 || width > MAX_SIDE || height > MAX_SIDE {
-            return Err(Error::InvalidArgument(format!(
-                "image size {width}x{height}"
-            )));
-        }
-        let pw = w.div_ceil(Z_STRIDE) * Z_STRIDE;
-        let ph = h.div_ceil(Z_STRIDE) * Z_STRIDE;
-        let m = &self.model;
-        let zt = m.z_tables();
-        let mut dec = RangeDecoder::new(payload).map_err(ent)?;
-        let (zh, zw) = (ph / Z_STRIDE, pw / Z_STRIDE);
-        let mut z_hat = Array3::<f32>::zeros((m.config().n, zh, zw));
-        for (c, mut plane) in z_hat.outer_iter_mut().enumerate() {
-            for v in plane.iter_mut() {
-                let sym = dec.decode(&self.z_models[c]).map_err(ent)?;
-                *v = (zt.offsets[c] + sym as i32) as f32;
-            }
-        }
-        let (means, scales) = m.hyper_synthesis(z_hat.view())?;
-        let gauss = tables(Family::Gaussian);
-        let mut y_hat = Array3::<f32>::zeros(means.dim());
-        for ((o, &mu), &sc) in y_hat.iter_mut().zip(means.iter()).zip(scales.iter()) {
-            let q = dec.decode_integer(table_for(gauss, sc)).map_err(ent)?;
-            *o = q as f32 + mu;
-        }
-        dec.finish().map_err(ent)?;
-        Ok(y_hat)
+        let zh = h.div_ceil(Z_STRIDE);
+        let zw = w.div_ceil(Z_STRIDE);
+        LatentCoder::new(&self.model)?.decode(payload, zh, zw)
     }
 
-    /// Decodes a payload made by [`ImageCodec::encode_rgb`] back to RGB8.
+    /// Decodes a payload to the reconstruction `[3, height, width]` in `[0, 1]` (not
+    /// clamped).
+    ///
+    /// # Errors
+    /// [`Error::Codec`] for a damaged payload.
+    pub fn decode_float(
+        &self,
+        payload: &[u8],
+        width: u32,
+        height: u32,
+        quality_index: usize,
+    ) -> Result<Array3<f32>> {
+        let y_hat = self.decode_latents(payload, width, height)?;
+        let (w, h) = (width as usize, height as usize);
+        let x = self.model.synthesis(y_hat.view(), quality_index)?;
+        Ok(x.slice(s![.., 0..h, 0..w]).to_owned())
+    }
+
+    /// Decodes a payload made by [`ImageModel::encode_rgb`] back to RGB8.
     ///
     /// # Errors
     /// [`Error::Codec`] for a damaged payload.
@@ -280,27 +248,328 @@ impl ImageCodec {
         height: u32,
         quality_index: usize,
     ) -> Result<Vec<u8>> {
-        let y_hat = self.decode_latents(payload, width, height)?;
+        let x = self.decode_float(payload, width, height, quality_index)?;
         let (w, h) = (width as usize, height as usize);
-        let x = self.model.synthesis(y_hat.view(), quality_index)?;
-        let x = x.slice(s![.., 0..h, 0..w]);
         let mut out = vec![0u8; 3 * w * h];
-        for c in 0..3 {
-            for yy in 0..h {
-                for xx in 0..w {
-                    let v = (x[[c, yy, xx]] * 255.0).round().clamp(0.0, 255.0);
-                    out[(yy * w + xx) * 3 + c] = v as u8;
-                }
-            }
+        for ((c, yy, xx), &v) in x.indexed_iter() {
+            out[(yy * w + xx) * 3 + c] = to_u8(v);
         }
         Ok(out)
     }
 }
 
+fn to_u8(v: f32) -> u8 {
+    (v * 255.0).round().clamp(0.0, 255.0) as u8
+}
+
+/// A model the codec may use: loaded now, or a file loaded on first use.
+struct Slot {
+    id: String,
+    path: Option<PathBuf>,
+    arch: Arch,
+    loaded: OnceLock<std::result::Result<Arc<ImageModel>, String>>,
+}
+
+impl Slot {
+    fn get(&self) -> Result<Arc<ImageModel>> {
+        self.loaded
+            .get_or_init(|| {
+                let path = self.path.as_ref().ok_or("no weights")?;
+                let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let m = ImageModel::from_bytes(&bytes)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                Ok(Arc::new(m))
+            })
+            .clone()
+            .map_err(|e| Error::codec("image", format!("cannot load model: {e}")))
+    }
+}
+
+/// The learned image codec with one or more models (the first is the default for
+/// encoding; decoding picks the model named in the file).
+#[derive(Clone)]
+pub struct ImageCodec {
+    slots: Arc<Vec<Slot>>,
+}
+
+impl std::fmt::Debug for ImageCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<&str> = self.slots.iter().map(|s| s.id.as_str()).collect();
+        f.debug_struct("ImageCodec").field("models", &ids).finish()
+    }
+}
+
+impl ImageCodec {
+    /// A codec using the weights file `weights` (safetensors, as exported by
+    /// `lcodec-train export`), named `model_id` in the files it writes.
+    ///
+    /// # Errors
+    /// When the weights do not load (see `MeanScaleHyperprior::from_bytes`).
+    pub fn try_new(weights: &[u8], model_id: &str) -> Result<Self> {
+        let m = ImageModel::from_bytes(weights)?;
+        let slot = Slot {
+            id: model_id.to_string(),
+            path: None,
+            arch: m.arch(),
+            loaded: OnceLock::new(),
+        };
+        let _ = slot.loaded.set(Ok(Arc::new(m)));
+        Ok(Self {
+            slots: Arc::new(vec![slot]),
+        })
+    }
+
+    /// A codec over weights files (loaded on first use; the architecture is read from
+    /// each file's header now). The default model for encoding is the first checkerboard
+    /// model in `paths` order, else the first one. Model ids are the file stems.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when no path is a readable weights file of a known
+    /// architecture.
+    pub fn from_paths(paths: &[PathBuf]) -> Result<Self> {
+        let mut slots: Vec<Slot> = paths
+            .iter()
+            .filter_map(|p| {
+                let arch = peek_arch(p).ok()?;
+                let id = p.file_stem()?.to_string_lossy().to_string();
+                Some(Slot {
+                    id,
+                    path: Some(p.clone()),
+                    arch,
+                    loaded: OnceLock::new(),
+                })
+            })
+            .collect();
+        if slots.is_empty() {
+            return Err(Error::InvalidArgument(
+                "image: no usable weights file".into(),
+            ));
+        }
+        if let Some(i) = slots.iter().position(|s| s.arch == Arch::Checkerboard) {
+            let s = slots.remove(i);
+            slots.insert(0, s);
+        }
+        Ok(Self {
+            slots: Arc::new(slots),
+        })
+    }
+
+    /// Ids of the models, default first.
+    pub fn model_ids(&self) -> Vec<String> {
+        self.slots.iter().map(|s| s.id.clone()).collect()
+    }
+
+    /// The default model (loading it on first use).
+    ///
+    /// # Errors
+    /// When its weights file does not load.
+    pub fn default_model(&self) -> Result<Arc<ImageModel>> {
+        self.slots
+            .first()
+            .ok_or_else(|| Error::codec("image", "no model"))?
+            .get()
+    }
+
+    /// Number of quality levels of the default model (0 if it does not load).
+    pub fn levels(&self) -> usize {
+        self.default_model().map(|m| m.levels()).unwrap_or(0)
+    }
+
+    /// [`ImageModel::encode_rgb`] with the default model.
+    ///
+    /// # Errors
+    /// As [`ImageModel::encode_rgb`].
+    pub fn encode_rgb(&self, rgb: &[u8], w: u32, h: u32, quality_index: usize) -> Result<Vec<u8>> {
+        self.default_model()?.encode_rgb(rgb, w, h, quality_index)
+    }
+
+    /// [`ImageModel::decode_rgb`] with the default model.
+    ///
+    /// # Errors
+    /// As [`ImageModel::decode_rgb`].
+    pub fn decode_rgb(
+        &self,
+        payload: &[u8],
+        w: u32,
+        h: u32,
+        quality_index: usize,
+    ) -> Result<Vec<u8>> {
+        self.default_model()?
+            .decode_rgb(payload, w, h, quality_index)
+    }
+
+    /// [`ImageModel::encode_latents`] with the default model.
+    ///
+    /// # Errors
+    /// As [`ImageModel::encode_latents`].
+    pub fn encode_latents(
+        &self,
+        y: &Array3<f32>,
+        z: &Array3<f32>,
+    ) -> Result<(Vec<u8>, Array3<f32>)> {
+        self.default_model()?.encode_latents(y, z)
+    }
+
+    /// [`ImageModel::decode_latents`] with the default model.
+    ///
+    /// # Errors
+    /// As [`ImageModel::decode_latents`].
+    pub fn decode_latents(&self, payload: &[u8], w: u32, h: u32) -> Result<Array3<f32>> {
+        self.default_model()?.decode_latents(payload, w, h)
+    }
+
+    /// [`ImageModel::encode_rgb_torch`] with the default model.
+    ///
+    /// # Errors
+    /// As [`ImageModel::encode_rgb_torch`].
+    #[cfg(feature = "torch")]
+    pub fn encode_rgb_torch(
+        &self,
+        net: &lcodec_models::torch::TchHyperprior,
+        rgb: &[u8],
+        w: u32,
+        h: u32,
+        quality_index: usize,
+    ) -> Result<Vec<u8>> {
+        self.default_model()?
+            .encode_rgb_torch(net, rgb, w, h, quality_index)
+    }
+
+    fn slot_for_encode(&self, opts: &EncodeOptions) -> Result<&Slot> {
+        match opts.params.get(MODEL_PARAM) {
+            None => self
+                .slots
+                .first()
+                .ok_or_else(|| Error::codec("image", "no model")),
+            Some(id) => self.slots.iter().find(|s| &s.id == id).ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "image: no model `{id}` (have: {})",
+                    self.model_ids().join(", ")
+                ))
+            }),
+        }
+    }
+
+    /// The model a file was written with: same id and weights hash.
+    fn model_for_decode(&self, want: &ModelRef) -> Result<(String, Arc<ImageModel>)> {
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        // Try the slot with the same id first, then all others (renamed files).
+        let mut order: Vec<&Slot> = self.slots.iter().filter(|s| s.id == want.id).collect();
+        order.extend(self.slots.iter().filter(|s| s.id != want.id));
+        let mut found = Vec::new();
+        for s in order {
+            let Ok(m) = s.get() else { continue };
+            if m.model.weights_hash().as_slice() == want.weights_hash.as_slice() {
+                return Ok((s.id.clone(), m));
+            }
+            found.push(format!("{} ({})", s.id, hex(&m.model.weights_hash())));
+        }
+        Err(Error::ModelMismatch {
+            expected: format!("{} ({})", want.id, hex(&want.weights_hash)),
+            found: found.join(", "),
+        })
+    }
+}
+
+/// Reads only the safetensors header of `path` and returns its `lcodec.arch`.
+///
+/// # Errors
+/// I/O errors, or not a weights file of a known architecture.
+pub fn peek_arch(path: &Path) -> Result<Arch> {
+    let mut f = std::fs::File::open(path)?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)?;
+    let n = u64::from_le_bytes(len);
+    if n > 1 << 20 {
+        return Err(Error::codec(
+            "image",
+            "safetensors header larger than 1 MiB",
+        ));
+    }
+    let mut head = vec![0u8; n as usize];
+    f.read_exact(&mut head)?;
+    let text = String::from_utf8_lossy(&head);
+    // The value of "lcodec.arch" (the metadata writer emits plain strings).
+    let key = "\"lcodec.arch\"";
+    let rest = text
+        .find(key)
+        .map(|i| &text[i + key.len()..])
+        .ok_or_else(|| Error::codec("image", "no lcodec.arch in the weights metadata"))?;
+    let rest = rest
+        .trim_start()
+        .strip_prefix(':')
+        .unwrap_or(rest)
+        .trim_start();
+    let value = rest
+        .strip_prefix('"')
+        .and_then(|r| r.split('"').next())
+        .ok_or_else(|| Error::codec("image", "bad lcodec.arch value"))?;
+    Arch::parse(value)
+}
+
+/// Where [`discover`] looks for weights, in order (the first that holds a usable weights
+/// file wins):
+///
+/// 1. `$LCODEC_MODELS` when set and not empty: a directory or one `.safetensors` file,
+///    and then nothing else is searched (set it to a missing path to disable the codec);
+/// 2. `models/weights/` next to the executable (an installed bundle);
+/// 3. the source tree's `models/weights/` (path fixed at compile time, for builds run from
+///    a checkout).
+pub fn model_dirs() -> Vec<PathBuf> {
+    model_dirs_with(std::env::var_os(MODELS_ENV))
+}
+
+/// [`model_dirs`] with the value of `$LCODEC_MODELS` given.
+pub fn model_dirs_with(env: Option<std::ffi::OsString>) -> Vec<PathBuf> {
+    if let Some(v) = env.filter(|v| !v.is_empty()) {
+        return vec![PathBuf::from(v)];
+    }
+    let mut out = Vec::new();
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        out.push(dir.join("models").join("weights"));
+    }
+    out.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/weights"));
+    out
+}
+
+/// `*.safetensors` files of a directory (sorted), or the file itself.
+fn weight_files(p: &Path) -> Vec<PathBuf> {
+    if p.is_file() {
+        return vec![p.to_path_buf()];
+    }
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return Vec::new();
+    };
+    let mut v: Vec<PathBuf> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The codec over the first location of [`model_dirs`] that holds usable weights, or
+/// `None` (no weights shipped / found: the facade then leaves images to other codecs).
+/// Cheap: only file headers are read; weights load on first use.
+pub fn discover() -> Option<ImageCodec> {
+    discover_in(&model_dirs())
+}
+
+/// [`discover`] over the given locations (directories or weights files), in order.
+pub fn discover_in(dirs: &[PathBuf]) -> Option<ImageCodec> {
+    dirs.iter()
+        .find_map(|d| ImageCodec::from_paths(&weight_files(d)).ok())
+}
+
 /// `[3, H', W']` input in `[0, 1]`, sides padded to multiples of 64 by edge replication.
 fn padded_input(rgb: &[u8], width: u32, height: u32) -> Result<Array3<f32>> {
+    check_size(width, height)?;
     let (w, h) = (width as usize, height as usize);
-    if w == 0 || h == 0 || width > MAX_SIDE || height > MAX_SIDE || rgb.len() != 3 * w * h {
+    if rgb.len() != 3 * w * h {
         return Err(Error::InvalidArgument(format!(
             "image {width}x{height} with {} bytes",
             rgb.len()
@@ -314,27 +583,105 @@ fn padded_input(rgb: &[u8], width: u32, height: u32) -> Result<Array3<f32>> {
     }))
 }
 
-/// The Gaussian table for a predicted scale (bounded below like in training).
-fn table_for(g: &lcodec_entropy::FamilyTables, scale: f32) -> &lcodec_entropy::QuantizedCdf {
-    let s = if scale.is_nan() {
-        SCALE_BOUND
-    } else {
-        scale.abs().max(SCALE_BOUND)
-    };
-    g.nearest(f64::from(s))
+/// An input image, reduced to what the codec codes.
+#[derive(Debug)]
+pub struct InputImage {
+    /// RGB8 pixels (grey replicated into R, G, B).
+    pub rgb: Vec<u8>,
+    /// The alpha plane, when the input has alpha.
+    pub alpha: Option<Vec<u8>>,
+    /// Width.
+    pub width: u32,
+    /// Height.
+    pub height: u32,
+    /// Whether the input is grey (no colour).
+    pub grey: bool,
+    /// Bits per sample of the input (8, 16 or 32).
+    pub bit_depth: u8,
 }
 
-/// Reads an image with the `image` crate and returns RGB8 pixels.
-fn read_rgb(bytes: &[u8]) -> Result<(Vec<u8>, u32, u32)> {
+/// Reads an image with the `image` crate (8-bit samples; deeper samples are reduced).
+///
+/// # Errors
+/// [`Error::Unsupported`] for unreadable input or an out-of-range size.
+pub fn read_image(bytes: &[u8]) -> Result<InputImage> {
     let img = image::load_from_memory(bytes)
         .map_err(|e| Error::Unsupported(format!("image: cannot read input: {e}")))?;
     let (w, h) = (img.width(), img.height());
-    if w == 0 || h == 0 || w > MAX_SIDE || h > MAX_SIDE {
-        return Err(Error::Unsupported(format!(
-            "image: size {w}x{h} (sides 1..={MAX_SIDE})"
-        )));
+    check_size(w, h)?;
+    let color = img.color();
+    let grey = !color.has_color();
+    let has_alpha = color.has_alpha();
+    let bit_depth = (color.bits_per_pixel() / u16::from(color.channel_count().max(1))) as u8;
+    let rgba = img.to_rgba8().into_raw();
+    let rgb: Vec<u8> = rgba
+        .chunks_exact(4)
+        .flat_map(|p| [p[0], p[1], p[2]])
+        .collect();
+    let alpha = has_alpha.then(|| rgba.chunks_exact(4).map(|p| p[3]).collect());
+    Ok(InputImage {
+        rgb,
+        alpha,
+        width: w,
+        height: h,
+        grey,
+        bit_depth,
+    })
+}
+
+/// Image formats the decoder can write, from a `format` parameter (file extension).
+fn output_format(ext: Option<&str>) -> image::ImageFormat {
+    use image::ImageFormat as F;
+    match ext.map(str::to_ascii_lowercase).as_deref() {
+        Some("jpg" | "jpeg") => F::Jpeg,
+        Some("bmp") => F::Bmp,
+        Some("tif" | "tiff") => F::Tiff,
+        Some("webp") => F::WebP,
+        Some("ppm" | "pgm" | "pnm") => F::Pnm,
+        _ => F::Png,
     }
-    Ok((img.to_rgb8().into_raw(), w, h))
+}
+
+/// Encodes a decoded image into `format`; falls back to RGB(A) 8-bit when the encoder
+/// does not take the colour type, and drops alpha for JPEG and PNM.
+fn write_image(img: image::DynamicImage, format: image::ImageFormat) -> Result<Vec<u8>> {
+    let no_alpha = matches!(format, image::ImageFormat::Jpeg | image::ImageFormat::Pnm);
+    let img = if no_alpha && img.color().has_alpha() {
+        if img.color().has_color() {
+            image::DynamicImage::ImageRgb8(img.to_rgb8())
+        } else {
+            image::DynamicImage::ImageLuma8(img.to_luma8())
+        }
+    } else {
+        img
+    };
+    let enc = |im: &image::DynamicImage| -> std::result::Result<Vec<u8>, image::ImageError> {
+        let mut out = std::io::Cursor::new(Vec::new());
+        if format == image::ImageFormat::Jpeg {
+            let mut e = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95);
+            e.encode_image(im)?;
+        } else {
+            im.write_to(&mut out, format)?;
+        }
+        Ok(out.into_inner())
+    };
+    match enc(&img) {
+        Ok(v) => Ok(v),
+        Err(_) => {
+            let wide = if img.color().has_alpha() {
+                image::DynamicImage::ImageRgba8(img.to_rgba8())
+            } else {
+                image::DynamicImage::ImageRgb8(img.to_rgb8())
+            };
+            enc(&wide).map_err(|e| Error::codec("image", format!("writing {format:?}: {e}")))
+        }
+    }
+}
+
+/// Formats the sniffer claims (the ones this build decodes).
+fn readable(f: image::ImageFormat) -> bool {
+    use image::ImageFormat as F;
+    matches!(f, F::Png | F::Jpeg | F::Bmp | F::Tiff | F::WebP | F::Pnm)
 }
 
 impl Codec for ImageCodec {
@@ -343,8 +690,18 @@ impl Codec for ImageCodec {
     }
 
     fn sniff(&self, head: &[u8], file_name: Option<&str>) -> Option<Confidence> {
-        if image::guess_format(head).is_ok() {
-            return Some(Confidence::MAGIC);
+        // Decline images whose size is visible in the head and too large.
+        let reader = image::ImageReader::new(std::io::Cursor::new(head)).with_guessed_format();
+        if let Ok(r) = reader {
+            if let Some(f) = r.format() {
+                if !readable(f) {
+                    return None;
+                }
+                return match r.into_dimensions() {
+                    Ok((w, h)) if check_size(w, h).is_err() => None,
+                    _ => Some(Confidence::MAGIC),
+                };
+            }
         }
         match lcodec_core::extension(file_name).as_deref() {
             Some("png" | "jpg" | "jpeg" | "bmp" | "tif" | "tiff" | "webp" | "ppm" | "pgm") => {
@@ -362,8 +719,17 @@ impl Codec for ImageCodec {
     ) -> Result<()> {
         let mut bytes = Vec::new();
         src.read_to_end(&mut bytes)?;
-        let (rgb, w, h) = read_rgb(&bytes)?;
-        let levels = self.levels();
+        let img = read_image(&bytes)?;
+        drop(bytes);
+        if img.bit_depth > 8 {
+            eprintln!(
+                "lcodec image: the input has {} bits per sample; coded with 8 (the decoder writes 8-bit samples)",
+                img.bit_depth
+            );
+        }
+        let slot = self.slot_for_encode(opts)?;
+        let model = slot.get()?;
+        let levels = model.levels();
         let quality = opts.quality.unwrap_or((levels as u32).div_ceil(2).max(1));
         if quality == 0 || quality as usize > levels {
             return Err(Error::InvalidArgument(format!(
@@ -371,19 +737,46 @@ impl Codec for ImageCodec {
             )));
         }
         let qi = quality as usize - 1;
-        let payload = self.encode_rgb(&rgb, w, h, qi)?;
+        let (w, h) = (img.width, img.height);
+        let payload = model.encode_rgb(&img.rgb, w, h, qi)?;
+        let alpha_chunk = match &img.alpha {
+            Some(a) if a.iter().any(|&v| v != 255) => {
+                Some(alpha::encode_plane(a, w as usize, h as usize)?)
+            }
+            _ => None,
+        };
         let mut meta = Metadata::new(Kind::Image);
         meta.width = w;
         meta.height = h;
-        meta.channels = 3;
-        meta.bit_depth = 8;
+        meta.channels = match (img.grey, img.alpha.is_some()) {
+            (true, false) => 1,
+            (true, true) => 2,
+            (false, false) => 3,
+            (false, true) => 4,
+        };
+        meta.bit_depth = img.bit_depth;
+        let flags = if alpha_chunk.is_some() { FLAG_ALPHA } else { 0 };
+        let model_ref = ModelRef {
+            id: slot.id.clone(),
+            weights_hash: model.model.weights_hash().to_vec(),
+        };
         sink.begin(
             meta,
-            self.model_ref(),
-            &[PARAMS_VERSION, qi as u8, levels as u8, 0],
+            model_ref,
+            &[
+                PARAMS_VERSION,
+                qi as u8,
+                levels as u8,
+                flags,
+                model.arch().code(),
+            ],
         )?;
-        let raw_len = u32::try_from(rgb.len()).unwrap_or(u32::MAX);
-        sink.push(&payload, raw_len)
+        let px = u64::from(w) * u64::from(h);
+        sink.push(&payload, u32::try_from(3 * px).unwrap_or(u32::MAX))?;
+        if let Some(a) = alpha_chunk {
+            sink.push(&a, u32::try_from(px).unwrap_or(u32::MAX))?;
+        }
+        Ok(())
     }
 
     fn decode(
@@ -391,54 +784,110 @@ impl Codec for ImageCodec {
         header: &Header,
         src: &mut ChunkSource<'_>,
         dst: &mut dyn Write,
-        _opts: &DecodeOptions,
+        opts: &DecodeOptions,
     ) -> Result<()> {
         let p = &header.params;
-        if p.len() != 4 || p[0] != PARAMS_VERSION {
+        if p.len() != 5 || p[0] != PARAMS_VERSION || p[3] & !FLAG_ALPHA != 0 {
             return Err(Error::malformed(
                 header.len,
-                format!("image: codec parameters {p:?} (expected [1, q, levels, 0])"),
+                format!("image: codec parameters {p:?} (expected [1, q, levels, flags, arch])"),
             ));
         }
-        let mine = self.model_ref();
-        if header.model != mine {
-            let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-            return Err(Error::ModelMismatch {
-                expected: format!("{} ({})", header.model.id, hex(&header.model.weights_hash)),
-                found: format!("{} ({})", mine.id, hex(&mine.weights_hash)),
-            });
-        }
+        let (_, model) = self.model_for_decode(&header.model)?;
         let qi = p[1] as usize;
-        if qi >= self.levels() || p[2] as usize != self.levels() {
+        if qi >= model.levels() || p[2] as usize != model.levels() || p[4] != model.arch().code() {
             return Err(Error::malformed(
                 header.len,
-                format!("image: quality index {qi} / {} levels", p[2]),
+                format!(
+                    "image: quality index {qi} / {} levels / arch {} for a {}-level {} model",
+                    p[2],
+                    p[4],
+                    model.levels(),
+                    model.arch().id()
+                ),
             ));
         }
         let md = &header.metadata;
         let (w, h) = (md.width, md.height);
-        if w == 0 || h == 0 || w > MAX_SIDE || h > MAX_SIDE || md.channels != 3 {
+        if check_size(w, h).is_err() || !(1..=4).contains(&md.channels) {
             return Err(Error::malformed(
                 header.len,
                 format!("image: {w}x{h}x{} in the header", md.channels),
             ));
         }
+        let has_alpha = md.channels == 2 || md.channels == 4;
+        let alpha_chunk = p[3] & FLAG_ALPHA != 0;
+        if alpha_chunk && !has_alpha {
+            return Err(Error::malformed(
+                header.len,
+                "image: alpha chunk without alpha channel",
+            ));
+        }
         let chunk = src
             .next_chunk()?
             .ok_or_else(|| Error::truncated(header.len, "image: the image chunk"))?;
-        let rgb = self
-            .decode_rgb(&chunk.payload, w, h, qi)
+        let x = model
+            .decode_float(&chunk.payload, w, h, qi)
             .map_err(|e| chunk.malformed(e))?;
+        let alpha = if alpha_chunk {
+            let c = src
+                .next_chunk()?
+                .ok_or_else(|| Error::truncated(header.len, "image: the alpha chunk"))?;
+            Some(
+                alpha::decode_plane(&c.payload, w as usize, h as usize)
+                    .map_err(|e| c.malformed(e))?,
+            )
+        } else {
+            None
+        };
         if src.next_chunk()?.is_some() {
-            return Err(Error::malformed(header.len, "image: more than one chunk"));
+            return Err(Error::malformed(
+                header.len,
+                "image: unexpected extra chunk",
+            ));
         }
-        let mut png = Vec::new();
-        image::codecs::png::PngEncoder::new(&mut png)
-            .write_image(&rgb, w, h, image::ExtendedColorType::Rgb8)
-            .map_err(|e| Error::codec("image", format!("png: {e}")))?;
-        dst.write_all(&png)?;
+        let (wu, hu) = (w as usize, h as usize);
+        let grey = md.channels <= 2;
+        let alpha_at = |i: usize| alpha.as_ref().map_or(255, |a| a[i]);
+        let img = if grey {
+            let mut v = Vec::with_capacity(wu * hu * 2);
+            for yy in 0..hu {
+                for xx in 0..wu {
+                    let m = (x[[0, yy, xx]] + x[[1, yy, xx]] + x[[2, yy, xx]]) / 3.0;
+                    v.push(to_u8(m));
+                    if has_alpha {
+                        v.push(alpha_at(yy * wu + xx));
+                    }
+                }
+            }
+            if has_alpha {
+                image::GrayAlphaImage::from_raw(w, h, v).map(image::DynamicImage::ImageLumaA8)
+            } else {
+                image::GrayImage::from_raw(w, h, v).map(image::DynamicImage::ImageLuma8)
+            }
+        } else {
+            let ch = if has_alpha { 4 } else { 3 };
+            let mut v = vec![0u8; wu * hu * ch];
+            for ((c, yy, xx), &val) in x.indexed_iter() {
+                v[(yy * wu + xx) * ch + c] = to_u8(val);
+            }
+            if has_alpha {
+                for i in 0..wu * hu {
+                    v[i * 4 + 3] = alpha_at(i);
+                }
+                image::RgbaImage::from_raw(w, h, v).map(image::DynamicImage::ImageRgba8)
+            } else {
+                image::RgbImage::from_raw(w, h, v).map(image::DynamicImage::ImageRgb8)
+            }
+        }
+        .ok_or_else(|| Error::codec("image", "buffer size"))?;
+        let format = output_format(opts.params.get(FORMAT_PARAM).map(String::as_str));
+        dst.write_all(&write_image(img, format)?)?;
         Ok(())
     }
-}
 
-use image::ImageEncoder as _;
+    fn decodes_transformed(&self, _header: &Header, _opts: &DecodeOptions) -> bool {
+        // Lossy: the output is a new image file, never the original's bytes.
+        true
+    }
+}

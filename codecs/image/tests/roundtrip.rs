@@ -11,6 +11,7 @@ fn codec(seed: u64) -> ImageCodec {
         n: 8,
         m: 12,
         lambdas: vec![0.005, 0.02],
+        arch: Default::default(),
     };
     ImageCodec::try_new(&random_weights(&cfg, seed).unwrap(), "test-random").unwrap()
 }
@@ -130,4 +131,333 @@ fn kodak_image_round_trips_when_present() {
     let img = image::load_from_memory(&png).unwrap();
     assert_eq!((img.width(), img.height()), (768, 512));
     println!("kodim23 with random weights: {} bytes", file.len());
+}
+
+fn ckbd_weights(seed: u64) -> Vec<u8> {
+    let cfg = HyperpriorConfig {
+        n: 8,
+        m: 12,
+        lambdas: vec![0.005, 0.02, 0.05],
+        arch: lcodec_models::hyperprior::Arch::Checkerboard,
+    };
+    random_weights(&cfg, seed).unwrap()
+}
+
+fn decode_with(c: &ImageCodec, file: &[u8], format: Option<&str>) -> lcodec_core::Result<Vec<u8>> {
+    let mut r = file;
+    let header = read_header(&mut r, &Limits::default())?;
+    let mut src = ChunkSource::stream(&mut r, header.len, Limits::default(), true);
+    let mut out = Vec::new();
+    let mut opts = DecodeOptions::default();
+    if let Some(f) = format {
+        opts.params
+            .insert(lcodec_core::FORMAT_PARAM.into(), f.into());
+    }
+    assert!(c.decodes_transformed(&header, &opts));
+    c.decode(&header, &mut src, &mut out, &opts)?;
+    Ok(out)
+}
+
+fn encode_dynamic(img: &image::DynamicImage) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+#[test]
+fn checkerboard_model_round_trips_deterministically() {
+    let c = ImageCodec::try_new(&ckbd_weights(21), "ckbd-test").unwrap();
+    let input = fixture_png(130, 66);
+    for q in 1..=3 {
+        let file = encode_file(&c, &input, Some(q));
+        assert_eq!(file, encode_file(&c, &input, Some(q)));
+        let png = decode_file(&c, &file).unwrap();
+        let img = image::load_from_memory(&png).unwrap();
+        assert_eq!((img.width(), img.height()), (130, 66));
+        assert_eq!(png, decode_file(&c, &file).unwrap());
+    }
+}
+
+#[test]
+fn checkerboard_latents_are_reconstructed_exactly() {
+    let c = ImageCodec::try_new(&ckbd_weights(22), "t").unwrap();
+    let m = c.default_model().unwrap();
+    let y = ndarray::Array3::from_shape_fn((12, 4, 8), |(ch, r, q)| {
+        ((ch * 7 + r * 3 + q * 5) % 23) as f32 * 1.7 - 19.0
+    });
+    let z = ndarray::Array3::from_shape_fn((8, 1, 2), |(ch, _, q)| (ch + q) as f32 - 4.3);
+    let (payload, y_hat) = m.encode_latents(&y, &z).unwrap();
+    let dec = m.decode_latents(&payload, 128, 64).unwrap();
+    let bits = |a: &ndarray::Array3<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&y_hat), bits(&dec));
+    // ŷ is within half a step of y everywhere.
+    assert!(
+        y.iter()
+            .zip(&y_hat)
+            .all(|(a, b)| (a - b).abs() <= 0.5 + 1e-4)
+    );
+}
+
+#[test]
+fn grey_input_decodes_to_grey() {
+    let c = codec(5);
+    let img = image::DynamicImage::ImageLuma8(image::GrayImage::from_fn(77, 50, |x, y| {
+        image::Luma([((x * 3 + y * 2) % 256) as u8])
+    }));
+    let file = encode_file(&c, &encode_dynamic(&img), Some(2));
+    let out = image::load_from_memory(&decode_file(&c, &file).unwrap()).unwrap();
+    assert_eq!(out.color(), image::ColorType::L8);
+    assert_eq!((out.width(), out.height()), (77, 50));
+}
+
+#[test]
+fn alpha_is_lossless_and_opaque_alpha_costs_nothing() {
+    let c = codec(6);
+    let (w, h) = (90u32, 70u32);
+    let rgba = image::RgbaImage::from_fn(w, h, |x, y| {
+        let a = if (x as i32 - 45).pow(2) + (y as i32 - 35).pow(2) < 900 {
+            255
+        } else {
+            (x * 2) as u8
+        };
+        image::Rgba([(x * 2) as u8, (y * 3) as u8, 90, a])
+    });
+    let file = encode_file(
+        &c,
+        &encode_dynamic(&image::DynamicImage::ImageRgba8(rgba.clone())),
+        Some(1),
+    );
+    let out = image::load_from_memory(&decode_file(&c, &file).unwrap()).unwrap();
+    assert_eq!(out.color(), image::ColorType::Rgba8);
+    let out = out.to_rgba8();
+    assert!(
+        out.pixels().zip(rgba.pixels()).all(|(a, b)| a[3] == b[3]),
+        "alpha differs"
+    );
+    // Opaque alpha: no alpha chunk, output still RGBA with alpha 255.
+    let opaque = image::RgbaImage::from_fn(w, h, |x, y| {
+        image::Rgba([(x * 2) as u8, (y * 3) as u8, 90, 255])
+    });
+    let f2 = encode_file(
+        &c,
+        &encode_dynamic(&image::DynamicImage::ImageRgba8(opaque)),
+        Some(1),
+    );
+    let rgb = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 2) as u8, (y * 3) as u8, 90]));
+    let f3 = encode_file(
+        &c,
+        &encode_dynamic(&image::DynamicImage::ImageRgb8(rgb)),
+        Some(1),
+    );
+    assert_eq!(f2.len(), f3.len(), "opaque alpha must not add a chunk");
+    let out2 = image::load_from_memory(&decode_file(&c, &f2).unwrap()).unwrap();
+    assert_eq!(out2.color(), image::ColorType::Rgba8);
+    assert!(out2.to_rgba8().pixels().all(|p| p[3] == 255));
+    // Grey + alpha.
+    let la = image::GrayAlphaImage::from_fn(w, h, |x, y| {
+        image::LumaA([(x + y) as u8, (x * y % 256) as u8])
+    });
+    let f4 = encode_file(
+        &c,
+        &encode_dynamic(&image::DynamicImage::ImageLumaA8(la.clone())),
+        Some(1),
+    );
+    let out4 = image::load_from_memory(&decode_file(&c, &f4).unwrap()).unwrap();
+    assert_eq!(out4.color(), image::ColorType::La8);
+    assert!(
+        out4.to_luma_alpha8()
+            .pixels()
+            .zip(la.pixels())
+            .all(|(a, b)| a[1] == b[1])
+    );
+    // A damaged alpha chunk is an error, never a panic.
+    for cut in [f4.len() - 30, f4.len() - 20] {
+        assert!(decode_file(&c, &f4[..cut]).is_err());
+    }
+}
+
+#[test]
+fn sixteen_bit_input_is_reduced_to_eight() {
+    let c = codec(7);
+    let img = image::DynamicImage::ImageRgb16(image::ImageBuffer::from_fn(64, 40, |x, y| {
+        image::Rgb([(x * 1000) as u16, (y * 1500) as u16, 30000u16])
+    }));
+    let file = encode_file(&c, &encode_dynamic(&img), Some(1));
+    let mut r = &file[..];
+    let header = read_header(&mut r, &Limits::default()).unwrap();
+    assert_eq!(header.metadata.bit_depth, 16);
+    assert_eq!(header.metadata.channels, 3);
+    let out = image::load_from_memory(&decode_file(&c, &file).unwrap()).unwrap();
+    assert_eq!(out.color(), image::ColorType::Rgb8);
+}
+
+#[test]
+fn decode_writes_the_requested_format() {
+    let c = codec(8);
+    let file = encode_file(&c, &fixture_png(70, 45), Some(1));
+    for (fmt, want) in [
+        (Some("png"), image::ImageFormat::Png),
+        (Some("jpg"), image::ImageFormat::Jpeg),
+        (Some("JPEG"), image::ImageFormat::Jpeg),
+        (Some("bmp"), image::ImageFormat::Bmp),
+        (Some("tiff"), image::ImageFormat::Tiff),
+        (Some("webp"), image::ImageFormat::WebP),
+        (Some("ppm"), image::ImageFormat::Pnm),
+        (Some("xyz"), image::ImageFormat::Png),
+        (None, image::ImageFormat::Png),
+    ] {
+        let out = decode_with(&c, &file, fmt).unwrap();
+        assert_eq!(image::guess_format(&out).unwrap(), want, "{fmt:?}");
+        let img = image::load_from_memory(&out).unwrap();
+        assert_eq!((img.width(), img.height()), (70, 45));
+    }
+    // Formats without alpha get the colour planes of an RGBA image.
+    let rgba = image::RgbaImage::from_fn(40, 30, |x, y| {
+        image::Rgba([x as u8, y as u8, 9, (x * 6) as u8])
+    });
+    let file = encode_file(
+        &c,
+        &encode_dynamic(&image::DynamicImage::ImageRgba8(rgba)),
+        Some(1),
+    );
+    for (fmt, want) in [
+        ("jpg", image::ImageFormat::Jpeg),
+        ("ppm", image::ImageFormat::Pnm),
+        ("tiff", image::ImageFormat::Tiff),
+        ("bmp", image::ImageFormat::Bmp),
+        ("webp", image::ImageFormat::WebP),
+    ] {
+        let out = decode_with(&c, &file, Some(fmt)).unwrap();
+        assert_eq!(image::guess_format(&out).unwrap(), want, "{fmt}");
+    }
+}
+
+#[test]
+fn discovery_finds_weights_and_decode_picks_the_model_of_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = HyperpriorConfig {
+        n: 8,
+        m: 12,
+        lambdas: vec![0.005, 0.02],
+        arch: Default::default(),
+    };
+    std::fs::write(
+        dir.path().join("a-mshp.safetensors"),
+        random_weights(&cfg, 1).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("b-ckbd.safetensors"), ckbd_weights(2)).unwrap();
+    std::fs::write(dir.path().join("junk.safetensors"), b"not weights").unwrap();
+    // Another codec's weights (e.g. the lidar predictor) are skipped.
+    let mut meta = std::collections::HashMap::new();
+    meta.insert("lcodec.arch".to_string(), "lidar-range-mlp-v1".to_string());
+    let other = lcodec_models::weights::write_safetensors(
+        &[(
+            "w1".to_string(),
+            lcodec_models::weights::OutTensor::I32(vec![2], vec![1, 2]),
+        )],
+        meta,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("lidar.safetensors"), other).unwrap();
+    let paths: Vec<_> = ["a-mshp", "b-ckbd", "junk", "lidar", "missing"]
+        .iter()
+        .map(|n| dir.path().join(format!("{n}.safetensors")))
+        .collect();
+    let c = ImageCodec::from_paths(&paths).unwrap();
+    // Checkerboard first (default), junk and missing skipped.
+    assert_eq!(
+        c.model_ids(),
+        vec!["b-ckbd".to_string(), "a-mshp".to_string()]
+    );
+    let input = fixture_png(64, 64);
+    let f_default = encode_file(&c, &input, Some(1));
+    let mut out = Vec::new();
+    let mut sink = ChunkSink::new(&mut out, c.info(), None);
+    let mut opts = EncodeOptions::default();
+    opts.params.insert("model".into(), "a-mshp".into());
+    c.encode(&mut &input[..], &mut sink, &opts).unwrap();
+    sink.finish(input.len() as u64, None).unwrap();
+    for f in [&f_default, &out] {
+        decode_file(&c, f).unwrap();
+    }
+    let hb = read_header(&mut &f_default[..], &Limits::default()).unwrap();
+    let ha = read_header(&mut &out[..], &Limits::default()).unwrap();
+    assert_eq!(
+        (hb.model.id.as_str(), ha.model.id.as_str()),
+        ("b-ckbd", "a-mshp")
+    );
+    // A codec holding only the other model refuses with a model mismatch.
+    let only_a = ImageCodec::from_paths(&paths[..1]).unwrap();
+    assert!(matches!(
+        decode_file(&only_a, &f_default),
+        Err(Error::ModelMismatch { .. })
+    ));
+    // Nothing usable: an error, not a panic.
+    assert!(ImageCodec::from_paths(&paths[2..]).is_err());
+    // LCODEC_MODELS (as passed to model_dirs_with) points discovery at a directory, a
+    // file, or nowhere; unset, the executable's and the source tree's models/weights.
+    let dirs = lcodec_image::model_dirs_with(Some(dir.path().as_os_str().to_owned()));
+    assert_eq!(dirs, vec![dir.path().to_path_buf()]);
+    let d = lcodec_image::discover_in(&dirs).unwrap();
+    assert_eq!(d.model_ids()[0], "b-ckbd");
+    let one = lcodec_image::model_dirs_with(Some(paths[0].clone().into_os_string()));
+    assert_eq!(
+        lcodec_image::discover_in(&one).unwrap().model_ids(),
+        vec!["a-mshp".to_string()]
+    );
+    let none = lcodec_image::model_dirs_with(Some("/nonexistent/lcodec-models".into()));
+    assert!(lcodec_image::discover_in(&none).is_none());
+    let default = lcodec_image::model_dirs_with(None);
+    assert_eq!(default.len(), 2);
+    assert!(default[1].ends_with("models/weights"));
+}
+
+/// A PNG signature, IHDR and an empty IDAT: enough for the sniffer to see the size.
+fn png_head(w: u32, h: u32) -> Vec<u8> {
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut c = 0xffff_ffffu32;
+        for &b in bytes {
+            c ^= u32::from(b);
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    0xedb8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
+    }
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    out.extend_from_slice(&13u32.to_be_bytes());
+    out.extend_from_slice(&ihdr);
+    out.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+    // The start of the data (an empty IDAT chunk): the decoder reads up to it.
+    out.extend_from_slice(&0u32.to_be_bytes());
+    out.extend_from_slice(b"IDAT");
+    out.extend_from_slice(&crc32(b"IDAT").to_be_bytes());
+    out
+}
+
+#[test]
+fn sniff_claims_readable_images_and_declines_huge_ones() {
+    use lcodec_core::Confidence;
+    let c = codec(1);
+    assert_eq!(c.sniff(&fixture_png(10, 10), None), Some(Confidence::MAGIC));
+    assert_eq!(
+        c.sniff(&png_head(4000, 3000), None),
+        Some(Confidence::MAGIC)
+    );
+    assert_eq!(c.sniff(&png_head(10_000, 10_000), Some("big.png")), None);
+    assert_eq!(c.sniff(b"GIF89a\x01\x00\x01\x00", Some("a.gif")), None);
+    assert_eq!(c.sniff(b"hello", Some("a.txt")), None);
+    assert_eq!(
+        c.sniff(b"hello", Some("a.png")),
+        Some(Confidence::EXTENSION)
+    );
 }

@@ -12,6 +12,7 @@ fn torch_encode_cpu_decode_is_bit_exact() {
         n: 8,
         m: 12,
         lambdas: vec![0.005, 0.02],
+        arch: Default::default(),
     };
     let weights = random_weights(&cfg, 9).unwrap();
     let codec = ImageCodec::try_new(&weights, "t").unwrap();
@@ -53,6 +54,7 @@ fn decoder_reconstructs_the_encoders_latents_exactly() {
         n: 8,
         m: 12,
         lambdas: vec![0.01],
+        arch: Default::default(),
     };
     let weights = random_weights(&cfg, 5).unwrap();
     let codec = ImageCodec::try_new(&weights, "t").unwrap();
@@ -81,4 +83,111 @@ fn decoder_reconstructs_the_encoders_latents_exactly() {
     let y_hat_dec = codec.decode_latents(&payload, 64, 128).unwrap();
     let bits = |a: &ndarray::Array3<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&y_hat_enc), bits(&y_hat_dec));
+}
+
+#[test]
+fn checkerboard_torch_encode_cpu_decode_is_bit_exact() {
+    use lcodec_models::hyperprior::Arch;
+    tch::manual_seed(8);
+    let cfg = HyperpriorConfig {
+        n: 8,
+        m: 12,
+        lambdas: vec![0.005, 0.02],
+        arch: Arch::Checkerboard,
+    };
+    // Weights from the training backend (exported), as shipped models are.
+    let weights = TchHyperprior::new(cfg, tch::Device::Cpu)
+        .unwrap()
+        .export(true)
+        .unwrap();
+    let codec = ImageCodec::try_new(&weights, "t").unwrap();
+    let net = TchHyperprior::from_exported(&weights, tch::Device::cuda_if_available()).unwrap();
+    let (w, h) = (150u32, 100u32);
+    let rgb: Vec<u8> = (0..w * h * 3)
+        .map(|i| ((i * 13 + i / 450 * 7) % 256) as u8)
+        .collect();
+    for q in 0..2 {
+        let torch_payload = codec.encode_rgb_torch(&net, &rgb, w, h, q).unwrap();
+        let cpu_payload = codec.encode_rgb(&rgb, w, h, q).unwrap();
+        let pool = |n: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+        };
+        let a = pool(1).install(|| codec.decode_rgb(&torch_payload, w, h, q).unwrap());
+        let b = pool(3).install(|| codec.decode_rgb(&torch_payload, w, h, q).unwrap());
+        assert_eq!(a, b);
+        let (lt, lc) = (torch_payload.len() as f64, cpu_payload.len() as f64);
+        assert!(
+            (lt - lc).abs() <= 0.02 * lc + 16.0,
+            "torch {lt} vs cpu {lc} bytes"
+        );
+        println!(
+            "ckbd q={q}: torch payload {lt} bytes, cpu payload {lc} bytes, identical: {}",
+            torch_payload == cpu_payload
+        );
+    }
+    // Latents from torch, scaled so many symbols are non-zero: the CPU decoder rebuilds
+    // exactly the encoder's ŷ, and the scale indices of torch's and the CPU's
+    // parameters agree.
+    let x = tch::Tensor::rand([1, 3, 128, 64], (tch::Kind::Float, tch::Device::Cpu));
+    let net_cpu = TchHyperprior::from_exported(&weights, tch::Device::Cpu).unwrap();
+    let qt = tch::Tensor::from_slice(&[0i64]);
+    let (y, z) = tch::no_grad(|| {
+        let y = net_cpu.analysis(&x, &qt) * 40.0;
+        let z = net_cpu.hyper_analysis(&y) * 8.0;
+        (y, z)
+    });
+    let arr = |t: &tch::Tensor| {
+        let s = t.size();
+        let v = Vec::<f32>::try_from(t.flatten(0, -1)).unwrap();
+        ndarray::Array3::from_shape_vec((s[1] as usize, s[2] as usize, s[3] as usize), v).unwrap()
+    };
+    let (payload, y_hat_enc) = codec.encode_latents(&arr(&y), &arr(&z)).unwrap();
+    assert!(payload.len() > 200);
+    let y_hat_dec = codec.decode_latents(&payload, 64, 128).unwrap();
+    let bits = |a: &ndarray::Array3<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&y_hat_enc), bits(&y_hat_dec));
+    let model = codec.default_model().unwrap();
+    let cm = model.model();
+    let z_hat = arr(&z).mapv(f32::round);
+    let hyper_c = cm.hyper_params(z_hat.view()).unwrap();
+    let (mt, st, _) = tch::no_grad(|| {
+        let zt = tch::Tensor::from_slice(z_hat.as_slice().unwrap()).view([1, 8, 2, 1]);
+        let hyper = net_cpu.hyper_params(&zt);
+        // ŷ as decoded: the anchors the CPU decoder saw.
+        let yt = tch::Tensor::from_slice(y_hat_dec.as_slice().unwrap()).view([1, 12, 8, 4]);
+        let (ma, sa) = net_cpu.anchor_params(&hyper);
+        let (mn, sn) = net_cpu.nonanchor_params(&hyper, &yt);
+        let a = (tch::Tensor::arange(8, (tch::Kind::Int64, tch::Device::Cpu)).view([8, 1])
+            + tch::Tensor::arange(4, (tch::Kind::Int64, tch::Device::Cpu)).view([1, 4]))
+        .remainder(2)
+        .eq(0)
+        .to_kind(tch::Kind::Float)
+        .view([1, 1, 8, 4]);
+        let na = 1.0 - &a;
+        (&ma * &a + &mn * &na, &sa * &a + &sn * &na, ())
+    });
+    let (ma, sa) = cm.anchor_params(hyper_c.view()).unwrap();
+    let (mn, sn) = cm
+        .nonanchor_params(hyper_c.view(), y_hat_dec.view())
+        .unwrap();
+    let (mc, sc) = (&ma + &mn, &sa + &sn);
+    let idx = |s: f32| lcodec_entropy::scale_index(f64::from(s.abs().max(0.11)));
+    let (mt, st) = (arr(&mt), arr(&st));
+    let same_idx = sc.iter().zip(st.iter()).all(|(a, b)| idx(*a) == idx(*b));
+    let q_same = (&arr(&y) - &mc)
+        .mapv(f32::round)
+        .iter()
+        .zip((&arr(&y) - &mt).mapv(f32::round).iter())
+        .all(|(a, b)| a == b);
+    assert!(same_idx, "scale indices differ between backends");
+    assert!(q_same, "quantized latents differ between backends");
+    let md = mc
+        .iter()
+        .zip(mt.iter())
+        .fold(0f32, |e, (a, b)| e.max((a - b).abs()));
+    println!("ckbd means max |cpu - torch| = {md:.2e}");
+    assert!(md < 1e-3);
 }

@@ -72,6 +72,11 @@ impl Registry {
         r.register(Box::new(lcodec_text::TextCmCodec::new()));
         #[cfg(feature = "text")]
         r.register(Box::new(lcodec_text::llm::TextLlmCodec::new()));
+        // Only when weights are found (no weights: images go to the other codecs).
+        #[cfg(feature = "image")]
+        if let Some(c) = lcodec_image::discover() {
+            r.register(Box::new(c));
+        }
         r
     }
 

@@ -3,7 +3,8 @@
 //!
 //! Chunk payload (all integers LEB128 unless said otherwise):
 //! ```text
-//! mode u8: 0 = stored, 1 = zstd frame, 2 = structured
+//! mode u8: 0 = stored, 1 = zstd frame, 2 = structured (context mixing, `mode=max`),
+//!          3 = fast (zstd columns), 4 = columns (the default; see `col.rs`)
 //! structured: n_lines, flags u8 (bit 0: the chunk ends with '\n'), table_bits u8,
 //!             side_len, side (zstd frame of the bytes of very long lines), cm bytes
 //! ```
@@ -32,14 +33,15 @@ const MAX_TEMPLATES: usize = 60_000;
 const GSLOTS: usize = 64;
 
 const TDEF_PREV: bool = true;
-const MODE_STORED: u8 = 0;
+pub(crate) const MODE_STORED: u8 = 0;
 const MODE_ZSTD: u8 = 1;
 const MODE_STRUCT: u8 = 2;
 const MODE_FAST: u8 = 3;
+const MODE_COL: u8 = 4;
 
-const SYM_RAW: u32 = 0;
-const SYM_LONG: u32 = 1;
-const SYM_BASE: u32 = 2;
+pub(crate) const SYM_RAW: u32 = 0;
+pub(crate) const SYM_LONG: u32 = 1;
+pub(crate) const SYM_BASE: u32 = 2;
 
 // Kinds of coded bytes (mixer selector / SSE classes).
 const K_VAR: u32 = 0;
@@ -48,7 +50,7 @@ const K_RAW: u32 = 1;
 const K_TDEF: u32 = 2;
 const K_META: u32 = 3;
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -56,7 +58,7 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn get_varint(src: &[u8], pos: &mut usize) -> Result<u64> {
+pub(crate) fn get_varint(src: &[u8], pos: &mut usize) -> Result<u64> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
         let b = *src
@@ -81,11 +83,11 @@ fn looks_binary(data: &[u8]) -> bool {
     ctrl * 100 > data.len() || data.len() / lines > 4096
 }
 
-fn zstd_compress(data: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn zstd_compress(data: &[u8]) -> Result<Vec<u8>> {
     Ok(zstd::bulk::compress(data, 19)?)
 }
 
-fn zstd_decompress(data: &[u8], max: usize) -> Result<Vec<u8>> {
+pub(crate) fn zstd_decompress(data: &[u8], max: usize) -> Result<Vec<u8>> {
     let mut d = zstd::bulk::Decompressor::new()?;
     let mut out = Vec::new();
     out.try_reserve_exact(max)
@@ -394,7 +396,7 @@ fn code_meta(bc: &mut ByteCoder<'_>, st: &mut State, v: u32, nbytes: u32, what: 
 }
 
 /// A line as the encoder sees it.
-enum LineKind {
+pub(crate) enum LineKind {
     Raw,
     Long,
     Tmpl(u32),
@@ -404,7 +406,7 @@ enum LineKind {
 ///
 /// # Errors
 /// Compressor errors.
-pub fn encode_chunk(data: &[u8], fast: Option<i32>) -> Result<Vec<u8>> {
+pub fn encode_chunk(data: &[u8], mode: crate::Mode) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     if data.is_empty() {
         out.push(MODE_STORED);
@@ -487,10 +489,18 @@ pub fn encode_chunk(data: &[u8], fast: Option<i32>) -> Result<Vec<u8>> {
             eprintln!("T{i} x{}: {}", cnt[i], s.join(" "));
         }
     }
-    if let Some(level) = fast {
-        return encode_fast(
-            data, level, &lines, &crs, &kinds, &toks, &templates, final_nl,
-        );
+    match mode {
+        crate::Mode::Fast(level) => {
+            return encode_fast(
+                data, level, &lines, &crs, &kinds, &toks, &templates, final_nl,
+            );
+        }
+        crate::Mode::Columns => {
+            return crate::col::encode_col(
+                data, &lines, &crs, &kinds, &toks, &templates, final_nl, MODE_COL,
+            );
+        }
+        crate::Mode::Max => {}
     }
     let bits = table_bits(data.len());
     let mut bc = ByteCoder::new(bits as u32, Coder::Enc(Encoder::new()));
@@ -755,6 +765,7 @@ pub fn decode_chunk(payload: &[u8], raw_len: usize) -> Result<Vec<u8>> {
         MODE_ZSTD => return zstd_decompress(rest, raw_len),
         MODE_STRUCT => {}
         MODE_FAST => return decode_fast(rest, raw_len),
+        MODE_COL => return crate::col::decode_col(rest, raw_len),
         m => return Err(Error::codec("log", format!("unknown chunk mode {m}"))),
     }
     let mut pos = 0usize;

@@ -23,7 +23,7 @@ const NSEL: usize = 2048;
 
 /// Logistic function on the stretch domain (x / 256 = logit), returning a 12-bit probability.
 /// Values are round(4096 / (1 + exp(-(i - 16) / 2))) for i in 0..=32, linearly interpolated.
-fn squash(d: i32) -> i32 {
+pub(crate) fn squash(d: i32) -> i32 {
     const T: [i32; 33] = [
         1, 2, 4, 6, 10, 17, 27, 45, 74, 120, 194, 311, 488, 747, 1102, 1546, 2048, 2550, 2994,
         3349, 3608, 3785, 3902, 3976, 4022, 4051, 4069, 4079, 4086, 4090, 4092, 4094, 4095,

@@ -1,18 +1,26 @@
-//! lcodec-log: lossless log compression by template extraction and context mixing.
+//! lcodec-log: lossless log compression by template extraction and typed columns.
 //!
 //! The input is cut into chunks at line ends (default 8 MiB). In each chunk, lines are
 //! tokenised and clustered into templates (Drain-style, no per-system patterns); every
-//! line is then coded as its template symbol plus its variable tokens, each byte predicted
-//! by a context-mixing model from its column (template and position), the previous value
-//! of that column, the previous line's token at the same position (which captures header
-//! fields such as timestamps, levels and pids whatever their format) and the text around
-//! it. Output is byte-exact for any input: CRLF, no final newline, lines matching no
+//! line is then coded as its template symbol plus its variable tokens, each column
+//! (template and position) modelled on its own, with the previous line's fields at the same
+//! position as context (which captures header fields such as timestamps, levels and pids
+//! whatever their format). Output is byte-exact for any input: CRLF, no final newline, lines matching no
 //! template, very long lines and binary junk (coded with zstd) all round-trip.
 //!
-//! Two modes: the default context-mixing mode (about 1.8x smaller than `xz -9` on the
-//! Loghub samples, but only about 0.5–1 MB/s per core), and `-p mode=fast`, which keeps
-//! the template/column split and compresses the columns with zstd (`-q` = zstd level,
-//! default 9): tens of MB/s to encode and hundreds to decode, about `xz -9` size.
+//! Three modes, recorded in every chunk (one decoder reads them all):
+//! - the default, `-p mode=columns`: every variable token is split into a skeleton (coded
+//!   as an index into its column's dictionary) and typed numbers (decimal and hex runs,
+//!   coded as the cheapest of raw / delta to the column / delta to the same header field /
+//!   delta to the previous number), identifier-like tokens can repeat any of the last 4096,
+//!   all through a fast adaptive binary range coder with small mixers
+//!   (about 1.6x smaller than `xz -9` on the Loghub samples, 50-80 MB/s per core);
+//! - `-p mode=max` (alias `strong`): every byte through the context-mixing coder (about
+//!   1.8x smaller than `xz -9`, but only about 0.5-1 MB/s per core); it was the default of
+//!   the first version and its files keep decoding;
+//! - `-p mode=fast`: the template/column split compressed with zstd (`-q` = zstd level,
+//!   default 9): about `xz -9` size.
+//!
 //! Chunks (`--chunk-size`, default 8 MiB) are coded independently on all threads.
 //!
 //! ```
@@ -25,6 +33,7 @@
 
 mod chunk;
 pub mod cm;
+mod col;
 pub mod template;
 
 use std::io::{Read, Write};
@@ -47,6 +56,19 @@ pub const MAX_CHUNK: usize = 256 << 20;
 /// text codecs, below magic-byte matches.
 pub const LOG_CONFIDENCE: Confidence = Confidence(75);
 
+/// How chunks are coded (the mode is recorded in every chunk, so any mode decodes with
+/// the same decoder).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The default (`-p mode=columns`): typed columns (skeleton dictionaries, numbers as
+    /// deltas) through a fast adaptive binary range coder.
+    Columns,
+    /// `-p mode=max` (also `strong`): the context-mixing coder; smallest, about 1 MB/s.
+    Max,
+    /// `-p mode=fast`: the columns as text through zstd at the given level.
+    Fast(i32),
+}
+
 /// Bitstream version stored in the codec parameters.
 const FORMAT_VERSION: u8 = 1;
 
@@ -56,7 +78,7 @@ static INFO: CodecInfo = CodecInfo {
     version: 1,
     lossless: true,
     kind: Kind::Log,
-    description: "logs: template extraction + context-mixing columns (byte-exact)",
+    description: "logs: template extraction + typed columns (byte-exact)",
 };
 
 /// The log codec.
@@ -120,9 +142,9 @@ pub fn compress(data: &[u8], opts: &EncodeOptions) -> Result<Vec<u8>> {
     while let Some(c) = ch.next_chunk()? {
         chunks.push(c);
     }
-    let fast = fast_level(opts)?;
+    let mode = mode_of(opts)?;
     let enc = map_parallel(&chunks, opts.effective_threads(), &|c: &Vec<u8>| {
-        encode_chunk(c, fast)
+        encode_chunk(c, mode)
     })?;
     let mut out = Vec::new();
     for (raw, e) in chunks.iter().zip(enc) {
@@ -168,20 +190,24 @@ pub fn decompress(mut data: &[u8]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// `-p mode=fast` codes the columns with zstd (level `-q`, default
-/// [`DEFAULT_FAST_LEVEL`]) instead of the context-mixing model: much faster, larger.
-fn fast_level(opts: &EncodeOptions) -> Result<Option<i32>> {
+/// The coding mode from `-p mode=...`: `columns` (default), `max` (alias `strong`), or
+/// `fast` (zstd level `-q`, default [`DEFAULT_FAST_LEVEL`]).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for an unknown mode or a quality out of range.
+pub fn mode_of(opts: &EncodeOptions) -> Result<Mode> {
     match opts.params.get("mode").map(String::as_str) {
-        None | Some("strong") => Ok(None),
+        None | Some("columns") | Some("default") => Ok(Mode::Columns),
+        Some("max") | Some("strong") => Ok(Mode::Max),
         Some("fast") => match opts.quality {
-            None => Ok(Some(DEFAULT_FAST_LEVEL)),
-            Some(q) if (1..=22).contains(&q) => Ok(Some(q as i32)),
+            None => Ok(Mode::Fast(DEFAULT_FAST_LEVEL)),
+            Some(q) if (1..=22).contains(&q) => Ok(Mode::Fast(q as i32)),
             Some(q) => Err(Error::InvalidArgument(format!(
                 "log: quality {q} out of range for mode=fast (1..=22)"
             ))),
         },
         Some(m) => Err(Error::InvalidArgument(format!(
-            "log: mode {m:?} (expected strong or fast)"
+            "log: mode {m:?} (expected columns, max or fast)"
         ))),
     }
 }
@@ -283,7 +309,7 @@ impl Codec for LogCodec {
         opts: &EncodeOptions,
     ) -> Result<()> {
         let size = chunk_size(opts)?;
-        let fast = fast_level(opts)?;
+        let mode = mode_of(opts)?;
         let threads = opts.effective_threads();
         sink.begin(
             lcodec_core::Metadata::new(Kind::Log),
@@ -307,7 +333,7 @@ impl Codec for LogCodec {
             if batch.is_empty() {
                 return Ok(());
             }
-            let enc = map_parallel(&batch, threads, &|c: &Vec<u8>| encode_chunk(c, fast))?;
+            let enc = map_parallel(&batch, threads, &|c: &Vec<u8>| encode_chunk(c, mode))?;
             for (raw, e) in batch.iter().zip(enc) {
                 sink.push(&e, raw.len() as u32)?;
             }

@@ -143,15 +143,101 @@ fn adversarial_inputs_round_trip() {
     round_trip(&text);
 }
 
-fn lcodec_log_fast_level(o: &EncodeOptions) -> Option<i32> {
-    (o.params.get("mode").map(String::as_str) == Some("fast"))
-        .then_some(lcodec_log::DEFAULT_FAST_LEVEL)
+fn mode_opts(mode: &str) -> EncodeOptions {
+    let mut o = EncodeOptions::default();
+    o.params.insert("mode".into(), mode.into());
+    o
 }
 
 fn fast_opts() -> EncodeOptions {
-    let mut o = EncodeOptions::default();
-    o.params.insert("mode".into(), "fast".into());
-    o
+    mode_opts("fast")
+}
+
+#[test]
+fn modes_parse_and_unknown_modes_are_rejected() {
+    use lcodec_log::{Mode, mode_of};
+    assert_eq!(mode_of(&EncodeOptions::default()).ok(), Some(Mode::Columns));
+    assert_eq!(mode_of(&mode_opts("columns")).ok(), Some(Mode::Columns));
+    assert_eq!(mode_of(&mode_opts("max")).ok(), Some(Mode::Max));
+    assert_eq!(mode_of(&mode_opts("strong")).ok(), Some(Mode::Max));
+    assert_eq!(
+        mode_of(&mode_opts("fast")).ok(),
+        Some(Mode::Fast(lcodec_log::DEFAULT_FAST_LEVEL))
+    );
+    assert!(mode_of(&mode_opts("turbo")).is_err());
+}
+
+#[test]
+fn max_mode_round_trips_fixtures_and_adversarial_inputs() {
+    let o = mode_opts("max");
+    for name in ["app.log", "proxy_crlf.log"] {
+        let data = testdata(name);
+        let n = round_trip_with(&data, &o);
+        assert!(n * 3 < data.len(), "{name}: {n} bytes from {}", data.len());
+    }
+    let mut mixed = Vec::new();
+    for i in 0..500 {
+        mixed.extend_from_slice(format!("t={i} level=INFO msg=\"job {} done\"", i * 3).as_bytes());
+        mixed.extend_from_slice(match i % 4 {
+            0 => b"\r\n".as_slice(),
+            1 => b" \xff\x00\n".as_slice(),
+            2 => b"\n\n".as_slice(),
+            _ => b"\n".as_slice(),
+        });
+    }
+    for data in [&b""[..], b"\n", b"a", b"\r\r\n", &mixed] {
+        round_trip_with(data, &o);
+    }
+}
+
+#[test]
+fn columns_mode_is_much_smaller_than_fast_mode() {
+    for name in ["app.log", "proxy_crlf.log"] {
+        let data = testdata(name);
+        let cols = round_trip(&data);
+        let fast = round_trip_with(&data, &fast_opts());
+        assert!(cols < fast, "{name}: columns {cols} vs fast {fast}");
+    }
+}
+
+/// Numbers, hex runs, zero padding, repeated ids and fields equal to earlier fields.
+#[test]
+fn columns_mode_round_trips_typed_fields() {
+    let mut log = Vec::new();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
+    let ids: Vec<u64> = (0..40).map(|_| rng.random()).collect();
+    for i in 0..6000u64 {
+        let id = ids[rng.random_range(0..ids.len())];
+        let node = format!("R{:02}-M{}-N{}", i % 64, i % 2, i % 7);
+        log.extend_from_slice(
+            format!(
+                "2024-05-{:02} {:02}:{:02}:{:02}.{:06} {node} pid={} req-{id:016x}-{:04X} {node} size {} 0x{:x} {} 0000{} 99999999999999999999999{}\n",
+                1 + i / 3000,
+                (i / 3600) % 24,
+                (i / 60) % 60,
+                i % 60,
+                rng.random_range(0..1_000_000u32),
+                4000 + i % 3,
+                i % 65536,
+                rng.random_range(0..u64::MAX),
+                u64::MAX - i,
+                u64::MAX,
+                i,
+                i
+            )
+            .as_bytes(),
+        );
+    }
+    let n = round_trip(&log);
+    assert!(n * 4 < log.len(), "{n} from {}", log.len());
+    for chunk in [4096usize, 65536] {
+        let o = EncodeOptions {
+            chunk_size: Some(chunk),
+            threads: 2,
+            ..Default::default()
+        };
+        round_trip_with(&log, &o);
+    }
 }
 
 #[test]
@@ -226,15 +312,14 @@ fn corrupt_and_truncated_input_is_an_error_not_a_panic() {
         let len = rng.random_range(0..64);
         let mut p: Vec<u8> = (0..len).map(|_| rng.random()).collect();
         if !p.is_empty() {
-            p[0] = 2 + (k % 2) as u8;
+            p[0] = 2 + (k % 3) as u8;
         }
         let _ = lcodec_log::decode_chunk(&p, rng.random_range(0..5000));
     }
-    // Valid fast and strong chunks, damaged, decoded without the container's checksums.
-    let mut fast = fast_opts();
-    fast.chunk_size = Some(1 << 20);
-    for o in [EncodeOptions::default(), fast] {
-        let chunk = lcodec_log::encode_chunk(&data, lcodec_log_fast_level(&o)).expect("encode");
+    // Valid chunks of every mode, damaged, decoded without the container's checksums.
+    for o in [EncodeOptions::default(), fast_opts(), mode_opts("max")] {
+        let mode = lcodec_log::mode_of(&o).expect("mode");
+        let chunk = lcodec_log::encode_chunk(&data, mode).expect("encode");
         for _ in 0..100 {
             let mut bad = chunk.clone();
             let i = rng.random_range(1..bad.len());
@@ -280,11 +365,20 @@ fn loghub_samples_round_trip_and_beat_xz_class_ratios() {
 
 #[test]
 #[ignore = "slow: 8.5 MB through the context-mixing coder; run with --ignored"]
+fn proxifier_full_and_kafka_round_trip_max_mode() {
+    proxifier_and_kafka(&mode_opts("max"));
+}
+
+#[test]
 fn proxifier_full_and_kafka_round_trip() {
+    proxifier_and_kafka(&EncodeOptions::default());
+}
+
+fn proxifier_and_kafka(opts: &EncodeOptions) {
     let Some(dir) = shared_logs() else { return };
     let prox =
         std::fs::read(dir.join("loghub_proxifier_full/Proxifier.log")).expect("Proxifier.log");
-    let n = round_trip(&prox);
+    let n = round_trip_with(&prox, opts);
     let ratio = prox.len() as f64 / n as f64;
     eprintln!("Proxifier full: {} -> {n} ({ratio:.2}x)", prox.len());
     assert!(ratio >= 27.3, "ratio {ratio:.2}");
@@ -299,10 +393,10 @@ fn proxifier_full_and_kafka_round_trip() {
     files.sort();
     for f in &files {
         let data = std::fs::read(f).expect("kafka log");
-        round_trip(&data);
+        round_trip_with(&data, opts);
         kafka.extend_from_slice(&data);
     }
-    let n = round_trip(&kafka);
+    let n = round_trip_with(&kafka, opts);
     eprintln!(
         "Kafka concatenated: {} -> {n} ({:.2}x)",
         kafka.len(),
@@ -377,4 +471,44 @@ fn template_grouping_accuracy_against_loghub_ground_truth() {
     let mean = total / n as f64;
     eprintln!("mean grouping accuracy: {mean:.3}");
     assert!(mean > 0.5, "mean grouping accuracy {mean:.3}");
+}
+
+/// Damaged column-mode chunks of a real log: errors or bounded output, never a panic.
+#[test]
+fn damaged_column_chunks_of_a_real_log_fail_cleanly() {
+    let Some(dir) = shared_logs() else { return };
+    let data = std::fs::read(dir.join("loghub_2k/Proxifier_2k.log")).expect("log");
+    let data = &data[..60_000];
+    let chunk = lcodec_log::encode_chunk(data, lcodec_log::Mode::Columns).expect("encode");
+    assert_eq!(
+        lcodec_log::decode_chunk(&chunk, data.len()).expect("decode"),
+        data
+    );
+    let iters: usize = std::env::var("LOG_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(23);
+    for _ in 0..iters {
+        let mut bad = chunk.clone();
+        match rng.random_range(0..3) {
+            0 => {
+                let i = rng.random_range(1..bad.len());
+                bad[i] ^= 1 << rng.random_range(0..8);
+            }
+            1 => {
+                let i = rng.random_range(1..bad.len());
+                bad.truncate(i);
+            }
+            _ => {
+                for _ in 0..4 {
+                    let i = rng.random_range(1..bad.len());
+                    bad[i] = rng.random();
+                }
+            }
+        }
+        if let Ok(out) = lcodec_log::decode_chunk(&bad, data.len()) {
+            assert!(out.len() <= data.len());
+        }
+    }
 }

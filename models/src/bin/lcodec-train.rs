@@ -7,7 +7,8 @@
 //! lcodec-train export --ckpt ckpt/ --out models/weights/mshp-gain.safetensors
 //! ```
 use clap::{Args, Parser, Subcommand};
-use lcodec_models::hyperprior::HyperpriorConfig;
+use lcodec_models::coding::LatentCoder;
+use lcodec_models::hyperprior::{Arch, HyperpriorConfig, MeanScaleHyperprior};
 use lcodec_models::torch::TchHyperprior;
 use rand::{Rng, SeedableRng};
 use std::io::Write;
@@ -70,6 +71,10 @@ struct ImageArgs {
     /// Latent y channels.
     #[arg(long, default_value_t = 192)]
     m: usize,
+    /// Entropy model: `ckbd` (checkerboard context, two parallel decoding passes) or
+    /// `mshp` (mean-scale hyperprior, one pass). Ignored with --resume (state.txt has it).
+    #[arg(long, default_value = "ckbd")]
+    arch: String,
     /// Adam learning rate.
     #[arg(long, default_value_t = 1e-4)]
     lr: f64,
@@ -91,6 +96,10 @@ struct ImageArgs {
     /// Folder of evaluation images (e.g. Kodak); sides are cropped to multiples of 64.
     #[arg(long)]
     eval: Option<PathBuf>,
+    /// Evaluate with the training graph's rate estimate only (skip the real bitstream,
+    /// which is coded on the CPU).
+    #[arg(long)]
+    no_eval_real: bool,
     /// How many evaluation images to use.
     #[arg(long, default_value_t = 4)]
     eval_images: usize,
@@ -256,10 +265,11 @@ fn parse_device(s: &str) -> Res<Device> {
 fn write_state(dir: &Path, step: u64, cfg: &HyperpriorConfig) -> Res<()> {
     let l: Vec<String> = cfg.lambdas.iter().map(|v| v.to_string()).collect();
     let s = format!(
-        "step={step}\nn={}\nm={}\nlambdas={}\n",
+        "step={step}\nn={}\nm={}\nlambdas={}\narch={}\n",
         cfg.n,
         cfg.m,
-        l.join(",")
+        l.join(","),
+        cfg.arch.id()
     );
     std::fs::write(dir.join("state.txt"), s).map_err(|e| format!("state.txt: {e}"))
 }
@@ -272,6 +282,7 @@ fn read_state(dir: &Path) -> Res<(u64, HyperpriorConfig)> {
         n: 0,
         m: 0,
         lambdas: vec![],
+        arch: Arch::MeanScale,
     };
     for line in s.lines() {
         let (k, v) = line.split_once('=').unwrap_or((line, ""));
@@ -280,6 +291,7 @@ fn read_state(dir: &Path) -> Res<(u64, HyperpriorConfig)> {
             "step" => step = v.parse().map_err(|_| bad())?,
             "n" => cfg.n = v.parse().map_err(|_| bad())?,
             "m" => cfg.m = v.parse().map_err(|_| bad())?,
+            "arch" => cfg.arch = Arch::parse(v).map_err(|e| e.to_string())?,
             "lambdas" => {
                 cfg.lambdas = v
                     .split(',')
@@ -305,10 +317,45 @@ fn save(model: &TchHyperprior, out: &Path, step: u64, half: bool, log: &mut dyn 
     Ok(())
 }
 
-fn evaluate(model: &TchHyperprior, imgs: &[Img], log: &mut dyn Write, step: u64) {
+/// `[1, C, H, W]` tensor -> `[C, H, W]` array on the CPU.
+fn to_array3(t: &Tensor) -> Res<ndarray::Array3<f32>> {
+    let sz = t.size();
+    let v = Vec::<f32>::try_from(
+        t.to_device(Device::Cpu)
+            .to_kind(Kind::Float)
+            .contiguous()
+            .flatten(0, -1),
+    )
+    .map_err(|e| e.to_string())?;
+    ndarray::Array3::from_shape_vec((sz[1] as usize, sz[2] as usize, sz[3] as usize), v)
+        .map_err(|e| e.to_string())
+}
+
+/// Evaluates every quality level on whole images: `bpp_est` / `psnr` from the training
+/// graph with true rounding, and unless `real` is false, `bpp_real` from the real
+/// bitstream (export → CPU entropy parameters → range coder; payload bytes, without the
+/// container's ~170 bytes) and `psnr_real` of the 8-bit reconstruction of the coded `ŷ`.
+fn evaluate(model: &TchHyperprior, imgs: &[Img], log: &mut dyn Write, step: u64, real: bool) {
+    let t0 = Instant::now();
     let dev = model.device();
+    let cpu = if real {
+        match model
+            .export(false)
+            .and_then(|b| MeanScaleHyperprior::from_bytes(&b))
+        {
+            Ok(m) => Some(m),
+            Err(e) => {
+                let _ = writeln!(log, "eval: export failed ({e}); estimates only");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let coder = cpu.as_ref().and_then(|m| LatentCoder::new(m).ok());
     for q in 0..model.cfg.levels() {
-        let (mut bpp, mut psnr) = (0.0, 0.0);
+        let (mut bpp, mut psnr, mut bpp_r, mut psnr_r) = (0.0, 0.0, 0.0, 0.0);
+        let mut real_err = None;
         for im in imgs {
             let x = image_tensor(im).to_device(dev);
             let qt = Tensor::from_slice(&[q as i64]).to_device(dev);
@@ -317,16 +364,54 @@ fn evaluate(model: &TchHyperprior, imgs: &[Img], log: &mut dyn Write, step: u64)
             let mse = tch::no_grad(|| (f.x_hat.clamp(0.0, 1.0) - &x).square().mean(Kind::Float))
                 .double_value(&[]);
             psnr += 10.0 * (1.0 / mse.max(1e-12)).log10();
+            let Some(c) = &coder else { continue };
+            let r = (|| -> Res<(f64, f64)> {
+                let (y, z) = tch::no_grad(|| {
+                    let y = model.analysis(&x, &qt);
+                    let z = model.hyper_analysis(&y);
+                    (y, z)
+                });
+                let (payload, y_hat) = c
+                    .encode(&to_array3(&y)?, &to_array3(&z)?)
+                    .map_err(|e| e.to_string())?;
+                let (ch, hh, ww) = y_hat.dim();
+                let yt = Tensor::from_slice(y_hat.as_slice().unwrap_or(&[]))
+                    .view([1, ch as i64, hh as i64, ww as i64])
+                    .to_device(dev);
+                let mse = tch::no_grad(|| {
+                    let xh = (model.synthesis(&yt, &qt).clamp(0.0, 1.0) * 255.0).round();
+                    (xh - &x * 255.0).square().mean(Kind::Float)
+                })
+                .double_value(&[]);
+                let px = (x.size()[2] * x.size()[3]) as f64;
+                Ok((
+                    payload.len() as f64 * 8.0 / px,
+                    10.0 * (255.0 * 255.0 / mse.max(1e-12)).log10(),
+                ))
+            })();
+            match r {
+                Ok((b, p)) => {
+                    bpp_r += b;
+                    psnr_r += p;
+                }
+                Err(e) => real_err = Some(e),
+            }
         }
         let k = imgs.len().max(1) as f64;
+        let real_part = match (&coder, real_err) {
+            (Some(_), None) => format!(" bpp_real={:.4} psnr_real={:.3}", bpp_r / k, psnr_r / k),
+            (Some(_), Some(e)) => format!(" real bitstream failed: {e}"),
+            (None, _) => String::new(),
+        };
         let _ = writeln!(
             log,
-            "eval step={step} q={q} lambda={} bpp_est={:.4} psnr={:.3}",
+            "eval step={step} q={q} lambda={} bpp_est={:.4} psnr={:.3}{real_part}",
             model.cfg.lambdas[q],
             bpp / k,
             psnr / k
         );
     }
+    let _ = writeln!(log, "eval took {:.1}s", t0.elapsed().as_secs_f64());
 }
 
 struct Tee(std::fs::File);
@@ -369,6 +454,7 @@ fn train(a: ImageArgs) -> Res<()> {
         n: a.n,
         m: a.m,
         lambdas,
+        arch: Arch::parse(&a.arch).map_err(|e| e.to_string())?,
     };
     let mut step0 = 0;
     if let Some(r) = &a.resume {
@@ -393,7 +479,8 @@ fn train(a: ImageArgs) -> Res<()> {
         .sum();
     let _ = writeln!(
         log,
-        "lcodec-train image: N={} M={} lambdas={:?} params={nparams} device={:?} batch={} crop={} lr={} steps {}..{} (cuda available: {})",
+        "lcodec-train image: arch={} N={} M={} lambdas={:?} params={nparams} device={:?} batch={} crop={} lr={} steps {}..{} (cuda available: {})",
+        cfg.arch.id(),
         cfg.n,
         cfg.m,
         cfg.lambdas,
@@ -524,14 +611,14 @@ fn train(a: ImageArgs) -> Res<()> {
             last_saved = step;
         }
         if a.eval_every > 0 && step % a.eval_every == 0 && !eval_imgs.is_empty() {
-            evaluate(&model, &eval_imgs, &mut log, step);
+            evaluate(&model, &eval_imgs, &mut log, step, !a.no_eval_real);
         }
     }
     if last_saved != step {
         save(&model, &a.out, step, a.ckpt_half, &mut log)?;
     }
     if !eval_imgs.is_empty() {
-        evaluate(&model, &eval_imgs, &mut log, step);
+        evaluate(&model, &eval_imgs, &mut log, step, !a.no_eval_real);
     }
     let _ = writeln!(log, "done: step {step}, {:.1}s", t0.elapsed().as_secs_f64());
     Ok(())
