@@ -26,6 +26,9 @@
 
 use std::io::{Read, Seek, Write};
 
+mod stream;
+pub use stream::StreamEncoder;
+
 use lcodec_core::ChecksumLocation;
 use lcodec_core::container::{
     ChunkSink, ChunkSource, HashingReader, HashingWriter, read_header, read_trailer_seek,
@@ -300,7 +303,16 @@ fn finish_source(source: &mut ChunkSource<'_>) -> Result<Trailer> {
 
 fn codec_for<'r>(registry: &'r Registry, header: &Header) -> Result<&'r dyn Codec> {
     let codec = registry.by_id(header.codec_id).ok_or_else(|| {
-        Error::Unsupported(format!("codec id {} is not in this build", header.codec_id))
+        let hint = if header.codec_id == CodecId::IMAGE {
+            " (the image codec is registered only when its weights are found: set \
+             LCODEC_MODELS to the folder holding the file's model, see models/weights)"
+        } else {
+            ""
+        };
+        Error::Unsupported(format!(
+            "codec id {} is not in this build{hint}",
+            header.codec_id
+        ))
     })?;
     let info = codec.info();
     if header.codec_version > info.version {

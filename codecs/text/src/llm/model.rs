@@ -8,17 +8,26 @@
 //! `Wq`/`Wk` so that this "normal" mode matches the Hugging Face model.
 //!
 //! Determinism: every number that reaches the probability model is computed in f32 or
-//! f64 with a fixed operation order: dot products use 16 accumulator lanes summed in a
+//! f64 with a fixed operation order ([`super::kernels`]): matrix products add
+//! `W[r][k]·x[k]` in the order of `k`, dot products use 16 accumulator lanes summed in a
 //! fixed tree, no fused multiply-add, `exp` / `ln` / `sin` / `cos` are our own series
-//! (`lcodec_entropy::detmath`), and parallel work is split only over independent outputs
-//! (matrix rows, attention queries), never over a reduction. So a token's logits are the
-//! same bits whatever the batch it is computed in, the thread count or the machine.
+//! (`lcodec_entropy::detmath`, [`super::kernels::exp_neg`]), and parallel work is split
+//! only over independent outputs (matrix rows, attention queries), never over a
+//! reduction. So a token's logits are the same bits whatever the batch it is computed
+//! in, the thread count or the machine (SSE2 or AVX2).
+//!
+//! The weights are repacked once at load into panels ([`Packed`]: Q4_1 codes as bytes
+//! plus f32 scales, about 170 MB, or f32 for other types), so a batch of `n` tokens reads
+//! each matrix once per step (a matrix product, not `n` vector ones); the kernel expands
+//! a block of Q4_1 codes with the GGUF formula `q·d + m` into f32 in L1 before use.
 
 use lcodec_core::{Error, Result};
 use lcodec_entropy::detmath;
 use rayon::prelude::*;
 
 use super::gguf::{GgmlType, Gguf, TensorInfo, Value, dequantize_row};
+pub use super::kernels::dot;
+use super::kernels::{Packed, attend, gemm, push_keys, silu, softmax_terms};
 
 /// Model hyper-parameters read from the GGUF metadata.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,13 +63,12 @@ impl Config {
     }
 }
 
-/// A matrix in the file, dequantised one row at a time when used.
+/// A matrix in the file (packed at load).
 #[derive(Debug, Clone, Copy)]
 struct Weight {
     ty: GgmlType,
     offset: usize,
     rows: usize,
-    cols: usize,
     row_bytes: usize,
 }
 
@@ -68,24 +76,24 @@ struct Weight {
 struct Layer {
     attn_norm: Vec<f32>,
     ffn_norm: Vec<f32>,
-    q: Weight,
-    k: Weight,
-    v: Weight,
-    o: Weight,
-    gate: Weight,
-    up: Weight,
-    down: Weight,
+    q: Packed,
+    k: Packed,
+    v: Packed,
+    o: Packed,
+    gate: Packed,
+    up: Packed,
+    down: Packed,
 }
 
-/// The loaded model: the GGUF bytes plus the tensor layout.
+/// The loaded model: f32 weights packed for the matrix kernel.
 #[derive(Debug)]
 pub struct Model {
-    bytes: Vec<u8>,
     /// Hyper-parameters.
     pub cfg: Config,
     layers: Vec<Layer>,
-    tok_embd: Weight,
-    output: Weight,
+    tok_embd: Packed,
+    /// `None`: tied to `tok_embd`.
+    output: Option<Packed>,
     out_norm: Vec<f32>,
     /// cos/sin per (position, pair): `rope[(pos * hd/2 + i) * 2 ..]`.
     rope: Vec<f32>,
@@ -95,7 +103,9 @@ pub struct Model {
 /// Per-sequence key/value cache.
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
+    /// Keys per (layer, key/value head), in blocks of positions (see `push_keys`).
     k: Vec<Vec<f32>>,
+    /// Values per layer, `kv_dim` per position.
     v: Vec<Vec<f32>>,
     len: usize,
 }
@@ -139,41 +149,6 @@ pub fn sin_cos(x: f64) -> (f64, f64) {
         n -= 1;
     }
     (r * s, c)
-}
-
-/// `x / (1 + e^-x)` with the deterministic exp.
-fn silu(x: f32) -> f32 {
-    let e = detmath::exp(-f64::from(x));
-    (f64::from(x) / (1.0 + e)) as f32
-}
-
-/// Dot product with 16 accumulator lanes combined in a fixed tree (same bits on every
-/// machine; the compiler may vectorise the lanes, which does not change them).
-#[inline]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f32; 16];
-    let ca = a.chunks_exact(16);
-    let cb = b.chunks_exact(16);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..16 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut w = 16;
-    while w > 1 {
-        w /= 2;
-        for l in 0..w {
-            acc[l] += acc[l + w];
-        }
-    }
-    let mut s = acc[0];
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    s
 }
 
 fn rmsnorm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
@@ -246,7 +221,8 @@ impl Model {
                 )));
             }
         }
-        let weight = |name: &str, rows: usize, cols: usize| -> Result<Weight> {
+        let bytes = &g.bytes;
+        let weight = |name: &str, rows: usize, cols: usize| -> Result<Packed> {
             let t: &TensorInfo = g
                 .tensor(name)
                 .ok_or_else(|| Error::malformed(0, format!("gguf: no tensor {name}")))?;
@@ -260,13 +236,29 @@ impl Model {
                 ));
             }
             let row_bytes = t.ty.row_bytes(cols as u64).unwrap_or(0) as usize;
-            Ok(Weight {
+            let w = Weight {
                 ty: t.ty,
                 offset: t.offset as usize,
                 rows,
-                cols,
                 row_bytes,
-            })
+            };
+            let end = w.offset as u128 + w.rows as u128 * w.row_bytes as u128;
+            if row_bytes == 0 || end > bytes.len() as u128 {
+                return Err(Error::malformed(
+                    0,
+                    format!("gguf: {name} data lies outside the file"),
+                ));
+            }
+            if w.ty == GgmlType::Q4_1 && cols % 32 == 0 {
+                return Ok(Packed::from_q4_1(rows, cols, &|r| {
+                    let s = w.offset + r * w.row_bytes;
+                    &bytes[s..s + w.row_bytes]
+                }));
+            }
+            Ok(Packed::from_rows(rows, cols, &|r, out| {
+                let s = w.offset + r * w.row_bytes;
+                dequantize_row(w.ty, &bytes[s..s + w.row_bytes], out);
+            }))
         };
         let vector = |name: &str, n: usize| -> Result<Vec<f32>> {
             let t = g
@@ -298,13 +290,12 @@ impl Model {
         }
         let tok_embd = weight("token_embd.weight", cfg.vocab, d)?;
         let output = if g.tensor("output.weight").is_some() {
-            weight("output.weight", cfg.vocab, d)?
+            Some(weight("output.weight", cfg.vocab, d)?)
         } else {
-            tok_embd
+            None
         };
         let out_norm = vector("output_norm.weight", d)?;
-        let mut m = Model {
-            bytes: Vec::new(),
+        let m = Model {
             cfg,
             layers,
             tok_embd,
@@ -313,7 +304,6 @@ impl Model {
             rope: Vec::new(),
             rope_len: 0,
         };
-        m.bytes = g.bytes;
         Ok(m)
     }
 
@@ -345,38 +335,19 @@ impl Model {
         self.rope_len
     }
 
-    fn row<'a>(&'a self, w: &Weight, r: usize) -> &'a [u8] {
-        let s = w.offset + r * w.row_bytes;
-        &self.bytes[s..s + w.row_bytes]
-    }
-
-    /// `out[t][r] = W[r] · x[t]` for `t < n`; parallel over blocks of rows.
-    fn matmul(&self, w: &Weight, x: &[f32], n: usize, out: &mut [f32]) {
-        let (rows, cols) = (w.rows, w.cols);
-        if n == 0 || rows == 0 {
-            return;
-        }
-        const BLOCK: usize = 32;
-        let mut tr = vec![0f32; rows * n];
-        // A task dequantises a block of rows (kept in L2), then streams the inputs once:
-        // each input row stays in L1 while it meets every row of the block.
-        tr.par_chunks_mut(BLOCK * n).enumerate().for_each(|(b, o)| {
-            let nr = o.len() / n;
-            let mut buf = vec![0f32; nr * cols];
-            for (i, wrow) in buf.chunks_exact_mut(cols).enumerate() {
-                dequantize_row(w.ty, self.row(w, b * BLOCK + i), wrow);
-            }
-            for (t, xt) in x.chunks_exact(cols).take(n).enumerate() {
-                for (i, wrow) in buf.chunks_exact(cols).enumerate() {
-                    o[i * n + t] = dot(wrow, xt);
-                }
-            }
-        });
-        for t in 0..n {
-            for r in 0..rows {
-                out[t * rows + r] = tr[r * n + t];
-            }
-        }
+    /// Bytes of f32 weights held.
+    pub fn weight_bytes(&self) -> usize {
+        let l: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down]
+                    .iter()
+                    .map(|p| p.bytes())
+                    .sum::<usize>()
+            })
+            .sum();
+        l + self.tok_embd.bytes() + self.output.as_ref().map_or(0, Packed::bytes)
     }
 
     fn rope_apply(&self, x: &mut [f32], pos: usize) {
@@ -431,18 +402,14 @@ impl Model {
             *p += 1;
         }
         for c in caches.iter_mut() {
-            if c.k.len() != cfg.n_layer {
-                c.k = vec![Vec::new(); cfg.n_layer];
+            if c.k.len() != cfg.n_layer * cfg.n_kv_head {
+                c.k = vec![Vec::new(); cfg.n_layer * cfg.n_kv_head];
                 c.v = vec![Vec::new(); cfg.n_layer];
             }
         }
         let mut h = vec![0f32; n * d];
         for (t, &(_, tok)) in batch.iter().enumerate() {
-            dequantize_row(
-                self.tok_embd.ty,
-                self.row(&self.tok_embd, tok as usize),
-                &mut h[t * d..(t + 1) * d],
-            );
+            self.tok_embd.row(tok as usize, &mut h[t * d..(t + 1) * d]);
         }
         let mut xn = vec![0f32; n * d];
         let mut q = vec![0f32; n * d];
@@ -463,49 +430,38 @@ impl Model {
                     &mut xn[t * d..(t + 1) * d],
                 );
             }
-            self.matmul(&layer.q, &xn, n, &mut q);
-            self.matmul(&layer.k, &xn, n, &mut k);
-            self.matmul(&layer.v, &xn, n, &mut v);
+            gemm(&layer.q, &xn, n, &mut q);
+            gemm(&layer.k, &xn, n, &mut k);
+            gemm(&layer.v, &xn, n, &mut v);
             for t in 0..n {
                 self.rope_apply(&mut q[t * d..(t + 1) * d], pos[t]);
                 self.rope_apply(&mut k[t * kvd..(t + 1) * kvd], pos[t]);
                 let c = &mut caches[batch[t].0];
-                c.k[li].extend_from_slice(&k[t * kvd..(t + 1) * kvd]);
+                let nkv = cfg.n_kv_head;
+                push_keys(
+                    &mut c.k[li * nkv..(li + 1) * nkv],
+                    &k[t * kvd..(t + 1) * kvd],
+                    hd,
+                    pos[t],
+                );
                 c.v[li].extend_from_slice(&v[t * kvd..(t + 1) * kvd]);
             }
             let caches_ro: &[KvCache] = caches;
             att.par_chunks_mut(d).enumerate().for_each(|(t, out)| {
                 let c = &caches_ro[batch[t].0];
-                let (kc, vc) = (&c.k[li], &c.v[li]);
-                let len = pos[t] + 1;
-                let mut w = vec![0f32; len];
-                for hh in 0..cfg.n_head {
-                    let qh = &q[t * d + hh * hd..t * d + (hh + 1) * hd];
-                    let kvh = hh / group;
-                    let mut mx = f32::NEG_INFINITY;
-                    for (p, wp) in w.iter_mut().enumerate() {
-                        let kp = &kc[p * kvd + kvh * hd..p * kvd + (kvh + 1) * hd];
-                        *wp = dot(qh, kp) * scale;
-                        mx = mx.max(*wp);
-                    }
-                    let mut sum = 0f64;
-                    let mut e = vec![0f64; len];
-                    for (ep, &wp) in e.iter_mut().zip(&w) {
-                        *ep = detmath::exp(f64::from(wp - mx));
-                        sum += *ep;
-                    }
-                    let o = &mut out[hh * hd..(hh + 1) * hd];
-                    o.fill(0.0);
-                    for (p, &ep) in e.iter().enumerate() {
-                        let a = (ep / sum) as f32;
-                        let vp = &vc[p * kvd + kvh * hd..p * kvd + (kvh + 1) * hd];
-                        for (oi, &vi) in o.iter_mut().zip(vp) {
-                            *oi += a * vi;
-                        }
-                    }
-                }
+                attend(
+                    &q[t * d..(t + 1) * d],
+                    &c.k[li * cfg.n_kv_head..(li + 1) * cfg.n_kv_head],
+                    &c.v[li],
+                    pos[t] + 1,
+                    kvd,
+                    hd,
+                    group,
+                    scale,
+                    out,
+                );
             });
-            self.matmul(&layer.o, &att, n, &mut proj);
+            gemm(&layer.o, &att, n, &mut proj);
             for (hi, pi) in h.iter_mut().zip(&proj) {
                 *hi += *pi;
             }
@@ -517,12 +473,12 @@ impl Model {
                     &mut xn[t * d..(t + 1) * d],
                 );
             }
-            self.matmul(&layer.gate, &xn, n, &mut g);
-            self.matmul(&layer.up, &xn, n, &mut u);
+            gemm(&layer.gate, &xn, n, &mut g);
+            gemm(&layer.up, &xn, n, &mut u);
             for (gi, &ui) in g.iter_mut().zip(&u) {
                 *gi = silu(*gi) * ui;
             }
-            self.matmul(&layer.down, &g, n, &mut proj);
+            gemm(&layer.down, &g, n, &mut proj);
             for (hi, pi) in h.iter_mut().zip(&proj) {
                 *hi += *pi;
             }
@@ -545,7 +501,12 @@ impl Model {
     /// Logits (`n × vocab`) for `n` final hidden states.
     pub fn logits(&self, hidden: &[f32], n: usize) -> Vec<f32> {
         let mut out = vec![0f32; n * self.cfg.vocab];
-        self.matmul(&self.output, hidden, n, &mut out);
+        gemm(
+            self.output.as_ref().unwrap_or(&self.tok_embd),
+            hidden,
+            n,
+            &mut out,
+        );
         out
     }
 }
@@ -564,34 +525,18 @@ pub fn frequencies(logits: &[f32], precision: u32, out: &mut Vec<u32>) -> Result
             "vocabulary of {n} does not fit 2^{precision}"
         )));
     }
-    let mut mx = f32::NEG_INFINITY;
-    let mut arg = 0;
-    for (i, &l) in logits.iter().enumerate() {
-        if l > mx {
-            mx = l;
-            arg = i;
-        }
-    }
+    let mut e = Vec::with_capacity(logits.len());
+    let (sum, mx, arg) = softmax_terms(logits, &mut e);
     if !mx.is_finite() {
         return Err(Error::InvalidArgument("non-finite logits".into()));
-    }
-    let mut e = Vec::with_capacity(logits.len());
-    let mut sum = 0f64;
-    for &l in logits {
-        let x = if l.is_nan() {
-            0.0
-        } else {
-            detmath::exp(f64::from(l - mx))
-        };
-        e.push(x);
-        sum += x;
     }
     let spare = (total - n) as f64;
     let k = spare / sum;
     out.clear();
     let mut used: u64 = 0;
     for &x in &e {
-        let f = 1 + (x * k).floor() as u64;
+        // `x · k >= 0`, so the truncating conversion is the floor.
+        let f = 1 + (x * k) as u64;
         used += f;
         out.push(f as u32);
     }
@@ -623,16 +568,6 @@ mod tests {
             let (s, c) = sin_cos(x);
             assert!((s - x.sin()).abs() < 1e-12, "{x}");
             assert!((c - x.cos()).abs() < 1e-12, "{x}");
-        }
-    }
-
-    #[test]
-    fn dot_is_exact_on_integers_and_any_length() {
-        for n in [0, 1, 15, 16, 17, 64, 100] {
-            let a: Vec<f32> = (0..n).map(|i| i as f32).collect();
-            let b: Vec<f32> = (0..n).map(|i| (i % 3) as f32).collect();
-            let want: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-            assert_eq!(dot(&a, &b), want);
         }
     }
 
