@@ -607,6 +607,14 @@ struct Skel {
     h: u32,
 }
 
+/// After a ring copy: a skeleton new to the column joins its dictionary (both sides).
+fn learn_skel(col: &mut Col, skel: &[u8], p: usize) {
+    if !col.map.contains_key(skel) {
+        col.map.insert(skel.to_vec(), col.skels.len() as u32);
+        col.add_skel(skel, p);
+    }
+}
+
 impl Col {
     /// Adds a skeleton of this column (at token position `p`). Each of its numbers gets its
     /// own sub-column and a key from the token position and the skeleton up to that number
@@ -643,7 +651,7 @@ struct Col {
     last: u32,
     /// Where the column's last new skeleton starts in the literal history (0: none).
     lit_pos: usize,
-    /// Encoder only: skeleton -> index.
+    /// Skeleton -> index.
     map: FnvMap<Vec<u8>, u32>,
 }
 
@@ -1300,9 +1308,11 @@ pub(crate) fn encode_col(
                     let pos = st.ring_pos;
                     let long = tok.len() >= RING_MIN;
                     split_token(tok, &mut skel, &mut nums);
-                    // Only identifier-like tokens (a hex run or a long number) use the ring;
-                    // the column models predict the rest better.
-                    let id_like = nums.iter().any(|&(_, w, mk)| mk != MARK || w >= ID_MIN);
+                    // Identifier-like tokens (a hex run or a long number) and tokens whose
+                    // skeleton is new to this column may use the ring; a ring copy adds the
+                    // skeleton to the column, so later repeats use the column models.
+                    let id_like = nums.iter().any(|&(_, w, mk)| mk != MARK || w >= ID_MIN)
+                        || !tpl.cols[p].map.contains_key(skel.as_slice());
                     let hit = if long && id_like {
                         st.ring_map
                             .get(tok)
@@ -1326,6 +1336,7 @@ pub(crate) fn encode_col(
                         ) {
                             let d = hit.unwrap_or(1) - 1;
                             m.tree2(hh(ch, 0x13), 0x1313_0000, 11, RING_BITS, d as u32);
+                            learn_skel(&mut tpl.cols[p], &skel, p);
                             continue;
                         }
                     }
@@ -1447,6 +1458,7 @@ pub(crate) fn decode_col(rest: &[u8], raw_len: usize) -> Result<Vec<u8>> {
     let mut m = Model::new(Dec::new(&rest[pos..]), table_bits(raw_len));
     let mut st = St::new();
     st.ring = vec![Vec::new(); RING];
+    let mut dnums = Vec::new();
     let mut templates: Vec<Template> = Vec::new();
     let mut out: Vec<u8> = Vec::new();
     out.try_reserve_exact(raw_len)
@@ -1522,6 +1534,8 @@ pub(crate) fn decode_col(rest: &[u8], raw_len: usize) -> Result<Vec<u8>> {
                     };
                     if let Some(at) = ring_at {
                         out.extend_from_slice(&st.ring[(at % RING as u64) as usize]);
+                        split_token(&out[start..], &mut skel, &mut dnums);
+                        learn_skel(&mut tpl.cols[p], &skel, p);
                     } else {
                         let col = &mut tpl.cols[p];
                         let id = code_skel(&mut m, col, ch, pctx, 0)?;
@@ -1536,6 +1550,7 @@ pub(crate) fn decode_col(rest: &[u8], raw_len: usize) -> Result<Vec<u8>> {
                                 &mut skel,
                                 raw_len.saturating_sub(out.len()),
                             )?;
+                            col.map.insert(skel.clone(), id);
                             col.add_skel(&skel, p);
                         }
                         col.last = id;
