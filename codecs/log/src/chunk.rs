@@ -127,10 +127,7 @@ struct State {
     prev_line: Vec<u8>,
     h8: u64,
     /// History of coded text bytes and the match model over it.
-    hist: Vec<u8>,
-    mtab: Vec<u32>,
-    mptr: usize,
-    mlen: u32,
+    mm: crate::matcher::Matcher,
     /// Hashes of the current and previous word.
     word: u32,
     pword: u32,
@@ -151,10 +148,7 @@ impl State {
             raw_last: Vec::new(),
             prev_line: Vec::new(),
             h8: 0,
-            hist: Vec::new(),
-            mtab: vec![0; 1 << MTAB_BITS],
-            mptr: 0,
-            mlen: 0,
+            mm: crate::matcher::Matcher::new(MTAB_BITS, MINLEN),
             word: 0,
             pword: 0,
         }
@@ -162,8 +156,8 @@ impl State {
 
     /// Expected next byte from the history match model.
     fn match_expect(&self) -> i32 {
-        if self.mlen > 0 {
-            self.hist[self.mptr] as i32
+        if self.mm.len > 0 {
+            self.mm.hist[self.mm.ptr] as i32
         } else {
             -1
         }
@@ -171,35 +165,7 @@ impl State {
 
     /// Appends a coded text byte to the history and updates the match model and words.
     fn push_hist(&mut self, b: u8) {
-        if self.mlen > 0 && self.hist[self.mptr] == b {
-            self.mlen += 1;
-            self.mptr += 1;
-        } else {
-            self.mlen = 0;
-        }
-        self.hist.push(b);
-        let n = self.hist.len();
-        if n >= MINLEN {
-            let mut h = 0u32;
-            for &c in &self.hist[n - MINLEN..] {
-                h = (h ^ c as u32).wrapping_mul(0x2C9E_6E5B).rotate_left(7);
-            }
-            let slot = (h >> (32 - MTAB_BITS)) as usize;
-            if self.mlen == 0 {
-                let cand = self.mtab[slot] as usize;
-                if cand > 0 && cand < n {
-                    let mut l = 0usize;
-                    while l < 32 && l < cand && self.hist[cand - 1 - l] == self.hist[n - 1 - l] {
-                        l += 1;
-                    }
-                    if l >= MINLEN {
-                        self.mlen = l as u32;
-                        self.mptr = cand;
-                    }
-                }
-            }
-            self.mtab[slot] = n as u32;
-        }
+        self.mm.push(b);
         if b.is_ascii_alphanumeric() || b >= 0x80 {
             self.word = hc(self.word, b as u32);
         } else if self.word != 0 {
@@ -312,7 +278,7 @@ fn code_value(
         }
         let sel = vc.kind * 8 + (i.min(7) as u32) * SELQ;
         let apm = vc.kind * 4 + (i.min(3) as u32);
-        let mrun = if em >= 0 { st.mlen.min(15) + 16 } else { 0 };
+        let mrun = if em >= 0 { st.mm.len.min(15) + 16 } else { 0 };
         let sel2 = (vc.col >> 22) ^ (vc.kind << 8);
         let got = bc.byte(
             b,

@@ -249,10 +249,7 @@ struct Model<C> {
     /// Weights of the literal mixer: [`LIT_IN`] inputs and a bias.
     wl: Vec<[i32; LIT_IN + 1]>,
     /// Literal history (all strings, each ended by '\n') and its match model.
-    hist: Vec<u8>,
-    mtab: Vec<u32>,
-    mptr: usize,
-    mlen: u32,
+    mm: crate::matcher::Matcher,
     word: u32,
 }
 
@@ -297,10 +294,7 @@ impl<C: BitIo> Model<C> {
             w: vec![[40_000, 40_000, 0]; NSEL],
             w3: vec![[30_000, 30_000, 30_000, 0]; NSEL],
             wl: vec![[16_000; LIT_IN + 1]; 64],
-            hist: Vec::new(),
-            mtab: vec![0; 1 << MTAB_BITS],
-            mptr: 0,
-            mlen: 0,
+            mm: crate::matcher::Matcher::new(MTAB_BITS, MINLEN),
             word: 0,
         }
     }
@@ -342,11 +336,11 @@ impl<C: BitIo> Model<C> {
     /// One literal byte: orders 1-4 (`kind` separates string kinds), the current word and
     /// the match model over the literal history, mixed.
     fn lit_byte(&mut self, kind: u32, b: u8) -> u8 {
-        let n = self.hist.len();
+        let n = self.mm.hist.len();
         let mut c4 = 0u32;
         for k in 1..=4 {
             if n >= k {
-                c4 |= (self.hist[n - k] as u32) << (8 * (k - 1));
+                c4 |= (self.mm.hist[n - k] as u32) << (8 * (k - 1));
             }
         }
         let bases = [
@@ -356,12 +350,12 @@ impl<C: BitIo> Model<C> {
             hh(0x0404, c4),
             hh(kind ^ 0x0505, self.word),
         ];
-        let exp: i32 = if self.mlen > 0 {
-            self.hist[self.mptr] as i32
+        let exp: i32 = if self.mm.len > 0 {
+            self.mm.hist[self.mm.ptr] as i32
         } else {
             -1
         };
-        let ml = self.mlen.min(15);
+        let ml = self.mm.len.min(15);
         if exp >= 0 {
             // Inside a match: one decision "the predicted byte" before the full byte.
             let hit = self.bit2(
@@ -403,42 +397,14 @@ impl<C: BitIo> Model<C> {
     /// Makes the match model predict the literal history from `pos` on (0: no change),
     /// unless it already follows a match.
     fn point_match(&mut self, pos: usize) {
-        if pos > 0 && pos < self.hist.len() && self.mlen == 0 {
-            self.mptr = pos;
-            self.mlen = 1;
+        if pos > 0 && pos < self.mm.hist.len() && self.mm.len == 0 {
+            self.mm.ptr = pos;
+            self.mm.len = 1;
         }
     }
 
     fn push_hist(&mut self, b: u8) {
-        if self.mlen > 0 && self.hist[self.mptr] == b {
-            self.mlen += 1;
-            self.mptr += 1;
-        } else {
-            self.mlen = 0;
-        }
-        self.hist.push(b);
-        let n = self.hist.len();
-        if n >= MINLEN {
-            let mut h = 0u32;
-            for &c in &self.hist[n - MINLEN..] {
-                h = (h ^ c as u32).wrapping_mul(0x2C9E_6E5B).rotate_left(7);
-            }
-            let slot = (h >> (32 - MTAB_BITS)) as usize;
-            if self.mlen == 0 {
-                let cand = self.mtab[slot] as usize;
-                if cand > 0 && cand < n {
-                    let mut l = 0usize;
-                    while l < 32 && l < cand && self.hist[cand - 1 - l] == self.hist[n - 1 - l] {
-                        l += 1;
-                    }
-                    if l >= MINLEN {
-                        self.mlen = l as u32;
-                        self.mptr = cand;
-                    }
-                }
-            }
-            self.mtab[slot] = n as u32;
-        }
+        self.mm.push(b);
         self.word = if b.is_ascii_alphanumeric() || b >= 0x80 {
             hh(self.word, b as u32)
         } else {
@@ -1350,7 +1316,7 @@ pub(crate) fn encode_col(
                     if id as usize == col.skels.len() {
                         m.cat = 4;
                         m.point_match(col.lit_pos);
-                        col.lit_pos = m.hist.len();
+                        col.lit_pos = m.mm.hist.len();
                         enc_str(&mut m, hh(0x534B_454C, p.min(15) as u32), &skel);
                         col.map.insert(skel.clone(), id);
                         col.add_skel(&skel, p);
@@ -1543,7 +1509,7 @@ pub(crate) fn decode_col(rest: &[u8], raw_len: usize) -> Result<Vec<u8>> {
                         if id as usize == col.skels.len() {
                             skel.clear();
                             m.point_match(col.lit_pos);
-                            col.lit_pos = m.hist.len();
+                            col.lit_pos = m.mm.hist.len();
                             dec_str(
                                 &mut m,
                                 hh(0x534B_454C, p.min(15) as u32),

@@ -34,6 +34,7 @@
 mod chunk;
 pub mod cm;
 mod col;
+mod matcher;
 pub mod template;
 
 use std::io::{Read, Write};
