@@ -38,6 +38,8 @@ const MODE_ZSTD: u8 = 1;
 const MODE_STRUCT: u8 = 2;
 const MODE_FAST: u8 = 3;
 const MODE_COL: u8 = 4;
+/// `columns` with ring copies teaching their column (see `col::ring_seen`).
+pub(crate) const MODE_COL2: u8 = 5;
 
 pub(crate) const SYM_RAW: u32 = 0;
 pub(crate) const SYM_LONG: u32 = 1;
@@ -463,7 +465,7 @@ pub fn encode_chunk(data: &[u8], mode: crate::Mode) -> Result<Vec<u8>> {
         }
         crate::Mode::Columns => {
             return crate::col::encode_col(
-                data, &lines, &crs, &kinds, &toks, &templates, final_nl, MODE_COL,
+                data, &lines, &crs, &kinds, &toks, &templates, final_nl, MODE_COL2,
             );
         }
         crate::Mode::Max => {}
@@ -731,7 +733,8 @@ pub fn decode_chunk(payload: &[u8], raw_len: usize) -> Result<Vec<u8>> {
         MODE_ZSTD => return zstd_decompress(rest, raw_len),
         MODE_STRUCT => {}
         MODE_FAST => return decode_fast(rest, raw_len),
-        MODE_COL => return crate::col::decode_col(rest, raw_len),
+        MODE_COL => return crate::col::decode_col(rest, raw_len, false),
+        MODE_COL2 => return crate::col::decode_col(rest, raw_len, true),
         m => return Err(Error::codec("log", format!("unknown chunk mode {m}"))),
     }
     let mut pos = 0usize;

@@ -7,7 +7,12 @@
 //! - as a copy of an earlier variable of the same line, where the template's last line
 //!   had the same equality (BGL's repeated node names);
 //! - as a copy of one of the last 4096 long tokens, for identifier-like tokens (a hex run
-//!   or a number of 6+ digits: request ids, block ids), whatever their column;
+//!   or a number of 6+ digits: request ids, block ids) and tokens new to their column,
+//!   whatever their column; other tokens found there are copied when a rough bit count
+//!   says the copy is cheaper than the column (dpkg's package names and versions, which
+//!   recur across templates). In chunk mode 5 (the default since 2026-11-23; mode 4 is
+//!   the same without this) a copied token also updates its column as if the column had
+//!   coded it, so the next token of the column predicts from it;
 //! - as a *skeleton* (the token with each run of up to 18 decimal digits, or of up to 16
 //!   hex digits mixing digits and letters, replaced by a marker) and its numbers. Per
 //!   column (template, token position) the skeletons form a dictionary: "same as last
@@ -574,10 +579,15 @@ struct Skel {
 }
 
 /// After a ring copy: a skeleton new to the column joins its dictionary (both sides).
-fn learn_skel(col: &mut Col, skel: &[u8], p: usize) {
-    if !col.map.contains_key(skel) {
-        col.map.insert(skel.to_vec(), col.skels.len() as u32);
-        col.add_skel(skel, p);
+fn learn_skel(col: &mut Col, skel: &[u8], p: usize) -> u32 {
+    match col.map.get(skel) {
+        Some(&id) => id,
+        None => {
+            let id = col.skels.len() as u32;
+            col.map.insert(skel.to_vec(), id);
+            col.add_skel(skel, p);
+            id
+        }
     }
 }
 
@@ -962,6 +972,13 @@ fn code_num<C: BitIo>(
     if w < nat || w as usize > max_w {
         return Err(bad("number width out of range"));
     }
+    num_seen(sub, g, lp, v, w, n);
+    Ok((v, w))
+}
+
+/// The state updates of [`code_num`] once `v` (width `w`, coded with `n` bits) is known.
+fn num_seen(sub: &mut Sub, g: &mut u64, lp: &mut u64, v: u64, w: u8, n: u32) {
+    let refs = [sub.last, *g, 0, *lp];
     for (k, r) in refs.iter().enumerate() {
         let xk = if k == 2 {
             v
@@ -975,7 +992,75 @@ fn code_num<C: BitIo>(
     sub.prev_n = n as u8;
     *g = v;
     *lp = v;
-    Ok((v, w))
+}
+
+/// Encoder only: whether a ring copy at distance `d` is likely cheaper than coding the
+/// token (skeleton `skel`, numbers `nums`) through its column: a rough bit count of each.
+fn ring_cheaper(
+    col: &Col,
+    glast: &[u64],
+    lp: u64,
+    skel: &[u8],
+    nums: &[(u64, u8, u8)],
+    d: u64,
+) -> bool {
+    let ring = 2.0 + (d as f64).log2();
+    let (mut c, id) = match col.map.get(skel) {
+        Some(&id) if id == col.last => (0.3, id),
+        Some(&id) => (1.0 + (col.skels.len() as f64).log2(), id),
+        None => return true,
+    };
+    let sk = &col.skels[id as usize];
+    for (k, &(v, _, _)) in nums.iter().enumerate() {
+        let sub = &col.subs[sk.subs[k] as usize];
+        let g = glast[sk.keys[k] as usize % GLAST];
+        let mut mode = 0usize;
+        for j in 1..4 {
+            if sub.cost[j] < sub.cost[mode] {
+                mode = j;
+            }
+        }
+        let r = [sub.last, g, 0, lp][mode];
+        let n = bitlen(if mode == 2 {
+            v
+        } else {
+            zz(v.wrapping_sub(r) as i64)
+        });
+        c += 0.3 + n as f64;
+    }
+    ring < c
+}
+
+/// Chunk mode 5: after a ring copy, the column learns the token as if it had coded it
+/// (its last skeleton, and each number's previous value, width and prediction costs), so
+/// a later token of the column predicts from it.
+fn ring_seen(
+    col: &mut Col,
+    st_glast: &mut [u64],
+    lp: &mut u64,
+    line_n: &mut u32,
+    nums: &[(u64, u8, u8)],
+) {
+    let id = col.last;
+    let sk = &col.skels[id as usize];
+    for (k, &(v, w, _)) in nums.iter().enumerate() {
+        let sub = &mut col.subs[sk.subs[k] as usize];
+        let g = &mut st_glast[sk.keys[k] as usize % GLAST];
+        let mut mode = 0usize;
+        for j in 1..4 {
+            if sub.cost[j] < sub.cost[mode] {
+                mode = j;
+            }
+        }
+        let r = [sub.last, *g, 0, *lp][mode];
+        let n = bitlen(if mode == 2 {
+            v
+        } else {
+            zz(v.wrapping_sub(r) as i64)
+        });
+        *line_n = n;
+        num_seen(sub, g, lp, v, w, n);
+    }
 }
 
 /// Codes which skeleton of column `col` a token uses (`n` = the column's count means new).
@@ -1216,6 +1301,7 @@ pub(crate) fn encode_col(
     final_nl: bool,
     mode_byte: u8,
 ) -> Result<Vec<u8>> {
+    let sync = mode_byte == crate::chunk::MODE_COL2;
     let mut m = Model::new(Enc::new(), table_bits(data.len()));
     let mut st = St::new();
     let mut side = Vec::new();
@@ -1279,7 +1365,9 @@ pub(crate) fn encode_col(
                     // skeleton to the column, so later repeats use the column models.
                     let id_like = nums.iter().any(|&(_, w, mk)| mk != MARK || w >= ID_MIN)
                         || !tpl.cols[p].map.contains_key(skel.as_slice());
-                    let hit = if long && id_like {
+                    // Other tokens found in the ring go either way, by the column's running
+                    // cost of each (encoder only: the decoder follows the flag).
+                    let hit = if long {
                         st.ring_map
                             .get(tok)
                             .map(|&at| pos - at)
@@ -1287,6 +1375,18 @@ pub(crate) fn encode_col(
                     } else {
                         None
                     };
+                    let use_ring = hit.is_some_and(|d| {
+                        id_like
+                            || (sync
+                                && ring_cheaper(
+                                    &tpl.cols[p],
+                                    &st.glast,
+                                    st.line_num,
+                                    &skel,
+                                    &nums,
+                                    d,
+                                ))
+                    });
                     if long {
                         // The encoder keeps no ring copies, only the positions.
                         st.ring_map.insert(tok.to_vec(), pos);
@@ -1294,15 +1394,22 @@ pub(crate) fn encode_col(
                     }
                     if pos > 0 {
                         m.cat = 9;
-                        if m.bit2(
-                            hh(ch, 0x12),
-                            hh(0x1212, p.min(63) as u32),
-                            22,
-                            hit.is_some(),
-                        ) {
+                        if m.bit2(hh(ch, 0x12), hh(0x1212, p.min(63) as u32), 22, use_ring) {
                             let d = hit.unwrap_or(1) - 1;
                             m.tree2(hh(ch, 0x13), 0x1313_0000, 11, RING_BITS, d as u32);
-                            learn_skel(&mut tpl.cols[p], &skel, p);
+                            let id = learn_skel(&mut tpl.cols[p], &skel, p);
+                            if sync {
+                                let col = &mut tpl.cols[p];
+                                col.last = id;
+                                pctx = hh(id, p as u32);
+                                ring_seen(
+                                    col,
+                                    &mut st.glast,
+                                    &mut st.line_num,
+                                    &mut st.line_n,
+                                    &nums,
+                                );
+                            }
                             continue;
                         }
                     }
@@ -1402,7 +1509,7 @@ fn push_num(out: &mut Vec<u8>, v: u64, w: u8, mark: u8) {
 }
 
 /// Decodes a payload written by [`encode_col`] (after its mode byte).
-pub(crate) fn decode_col(rest: &[u8], raw_len: usize) -> Result<Vec<u8>> {
+pub(crate) fn decode_col(rest: &[u8], raw_len: usize, sync: bool) -> Result<Vec<u8>> {
     let mut pos = 0usize;
     let n_lines = get_varint(rest, &mut pos)?;
     if n_lines > raw_len as u64 + 1 {
@@ -1501,7 +1608,13 @@ pub(crate) fn decode_col(rest: &[u8], raw_len: usize) -> Result<Vec<u8>> {
                     if let Some(at) = ring_at {
                         out.extend_from_slice(&st.ring[(at % RING as u64) as usize]);
                         split_token(&out[start..], &mut skel, &mut dnums);
-                        learn_skel(&mut tpl.cols[p], &skel, p);
+                        let id = learn_skel(&mut tpl.cols[p], &skel, p);
+                        if sync {
+                            let col = &mut tpl.cols[p];
+                            col.last = id;
+                            pctx = hh(id, p as u32);
+                            ring_seen(col, &mut st.glast, &mut st.line_num, &mut st.line_n, &dnums);
+                        }
                     } else {
                         let col = &mut tpl.cols[p];
                         let id = code_skel(&mut m, col, ch, pctx, 0)?;

@@ -62,7 +62,9 @@ pub struct Clusterer {
     exact: HashMap<u64, u32>,
     max_clusters: usize,
     /// Similarity threshold in 1/256 units: the share of word positions (tokens without
-    /// digits) a line must share with a cluster's template to join it.
+    /// digits) a line must share with a cluster's template to join it; a word where the
+    /// template already has a variable counts half (dpkg's package names: some have
+    /// digits, some not).
     threshold: u32,
 }
 
@@ -125,7 +127,7 @@ impl Clusterer {
         if let Some(list) = self.by_len.get(&n) {
             for &ci in list.iter().rev().take(MAX_CANDIDATES) {
                 let c = &self.clusters[ci as usize];
-                let mut eq = 0u32;
+                let mut eq = 0u32; // in halves
                 let mut denom = 0u32;
                 let mut wild = 0usize;
                 for (ts, ls) in c.slots.iter().zip(&shape) {
@@ -133,18 +135,19 @@ impl Clusterer {
                         (Slot::Word(a), Slot::Word(b)) => {
                             denom += 1;
                             if a == b {
-                                eq += 1;
+                                eq += 2;
                             }
                         }
                         (Slot::Word(_), Slot::Wild) => denom += 1,
                         (Slot::Wild, Slot::Word(_)) => {
                             denom += 1;
+                            eq += 1;
                             wild += 1;
                         }
                         (Slot::Wild, Slot::Wild) => wild += 1,
                     }
                 }
-                let sim = (eq * 256).checked_div(denom).unwrap_or(256);
+                let sim = (eq * 128).checked_div(denom).unwrap_or(256);
                 let better = match best {
                     None => true,
                     Some((_, bs, bw)) => sim > bs || (sim == bs && wild > bw),
