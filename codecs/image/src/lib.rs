@@ -565,6 +565,19 @@ pub fn discover_in(dirs: &[PathBuf]) -> Option<ImageCodec> {
         .find_map(|d| ImageCodec::from_paths(&weight_files(d)).ok())
 }
 
+/// Runs `f` on a rayon pool of `threads` workers (0: the global pool, all cores). The
+/// kernels that feed the entropy coder give the same result on any number of threads.
+fn with_threads<T: Send>(threads: usize, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    if threads == 0 {
+        return f();
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::Io(std::io::Error::other(format!("thread pool: {e}"))))?
+        .install(f)
+}
+
 /// `[3, H', W']` input in `[0, 1]`, sides padded to multiples of 64 by edge replication.
 fn padded_input(rgb: &[u8], width: u32, height: u32) -> Result<Array3<f32>> {
     check_size(width, height)?;
@@ -738,7 +751,7 @@ impl Codec for ImageCodec {
         }
         let qi = quality as usize - 1;
         let (w, h) = (img.width, img.height);
-        let payload = model.encode_rgb(&img.rgb, w, h, qi)?;
+        let payload = with_threads(opts.threads, || model.encode_rgb(&img.rgb, w, h, qi))?;
         let alpha_chunk = match &img.alpha {
             Some(a) if a.iter().any(|&v| v != 255) => {
                 Some(alpha::encode_plane(a, w as usize, h as usize)?)
@@ -826,9 +839,10 @@ impl Codec for ImageCodec {
         let chunk = src
             .next_chunk()?
             .ok_or_else(|| Error::truncated(header.len, "image: the image chunk"))?;
-        let x = model
-            .decode_float(&chunk.payload, w, h, qi)
-            .map_err(|e| chunk.malformed(e))?;
+        let x = with_threads(opts.threads, || {
+            model.decode_float(&chunk.payload, w, h, qi)
+        })
+        .map_err(|e| chunk.malformed(e))?;
         let alpha = if alpha_chunk {
             let c = src
                 .next_chunk()?

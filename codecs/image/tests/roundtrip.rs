@@ -26,10 +26,15 @@ fn fixture_png(w: u32, h: u32) -> Vec<u8> {
 }
 
 fn encode_file(c: &ImageCodec, input: &[u8], quality: Option<u32>) -> Vec<u8> {
+    encode_threads(c, input, quality, 0)
+}
+
+fn encode_threads(c: &ImageCodec, input: &[u8], quality: Option<u32>, threads: usize) -> Vec<u8> {
     let mut out = Vec::new();
     let mut sink = ChunkSink::new(&mut out, c.info(), None);
     let opts = EncodeOptions {
         quality,
+        threads,
         ..Default::default()
     };
     c.encode(&mut &input[..], &mut sink, &opts).unwrap();
@@ -38,12 +43,31 @@ fn encode_file(c: &ImageCodec, input: &[u8], quality: Option<u32>) -> Vec<u8> {
 }
 
 fn decode_file(c: &ImageCodec, file: &[u8]) -> lcodec_core::Result<Vec<u8>> {
+    decode_threads(c, file, 0)
+}
+
+fn decode_threads(c: &ImageCodec, file: &[u8], threads: usize) -> lcodec_core::Result<Vec<u8>> {
     let mut r = file;
     let header = read_header(&mut r, &Limits::default())?;
     let mut src = ChunkSource::stream(&mut r, header.len, Limits::default(), true);
     let mut png = Vec::new();
-    c.decode(&header, &mut src, &mut png, &DecodeOptions::default())?;
+    let opts = DecodeOptions {
+        threads,
+        ..Default::default()
+    };
+    c.decode(&header, &mut src, &mut png, &opts)?;
     Ok(png)
+}
+
+#[test]
+fn thread_count_changes_neither_the_file_nor_the_image() {
+    let c = codec(3);
+    let input = fixture_png(130, 90);
+    let one = encode_threads(&c, &input, Some(1), 1);
+    assert_eq!(one, encode_threads(&c, &input, Some(1), 3));
+    assert_eq!(one, encode_threads(&c, &input, Some(1), 0));
+    let png = decode_threads(&c, &one, 1).unwrap();
+    assert_eq!(png, decode_threads(&c, &one, 3).unwrap());
 }
 
 #[test]
