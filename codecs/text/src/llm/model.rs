@@ -160,12 +160,11 @@ fn rmsnorm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
 }
 
 impl Model {
-    /// Builds the model from a parsed GGUF file (`general.architecture = llama`).
+    /// The hyper-parameters of a GGUF LLaMA model, checked.
     ///
     /// # Errors
-    /// [`Error::Malformed`] / [`Error::Unsupported`] for missing or ill-shaped tensors
-    /// and metadata.
-    pub fn from_gguf(g: Gguf) -> Result<Self> {
+    /// Other architectures, missing metadata, unsupported shapes.
+    pub fn config_of(g: &Gguf) -> Result<Config> {
         let arch = g
             .get("general.architecture")
             .and_then(Value::as_str)
@@ -175,18 +174,18 @@ impl Model {
                 "gguf: architecture {arch:?} (expected llama)"
             )));
         }
-        let n_head = meta_u(&g, "llama.attention.head_count")?;
-        let n_kv_head = meta_u(&g, "llama.attention.head_count_kv").unwrap_or(n_head);
-        let d_model = meta_u(&g, "llama.embedding_length")?;
+        let n_head = meta_u(g, "llama.attention.head_count")?;
+        let n_kv_head = meta_u(g, "llama.attention.head_count_kv").unwrap_or(n_head);
+        let d_model = meta_u(g, "llama.embedding_length")?;
         let tok = g
             .tensor("token_embd.weight")
             .ok_or_else(|| Error::malformed(0, "gguf: no token_embd.weight"))?;
         let cfg = Config {
-            n_layer: meta_u(&g, "llama.block_count")?,
+            n_layer: meta_u(g, "llama.block_count")?,
             d_model,
             n_head,
             n_kv_head,
-            d_ff: meta_u(&g, "llama.feed_forward_length")?,
+            d_ff: meta_u(g, "llama.feed_forward_length")?,
             vocab: tok.rows(),
             rope_base: g
                 .get("llama.rope.freq_base")
@@ -196,7 +195,7 @@ impl Model {
                 .get("llama.attention.layer_norm_rms_epsilon")
                 .and_then(Value::as_f64)
                 .unwrap_or(1e-5) as f32,
-            ctx_train: meta_u(&g, "llama.context_length").unwrap_or(2048),
+            ctx_train: meta_u(g, "llama.context_length").unwrap_or(2048),
         };
         if n_head == 0
             || n_kv_head == 0
@@ -221,6 +220,16 @@ impl Model {
                 )));
             }
         }
+        Ok(cfg)
+    }
+
+    /// Builds the model from a parsed GGUF file (`general.architecture = llama`).
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] / [`Error::Unsupported`] for missing or ill-shaped tensors
+    /// and metadata.
+    pub fn from_gguf(g: Gguf) -> Result<Self> {
+        let cfg = Self::config_of(&g)?;
         let bytes = &g.bytes;
         let weight = |name: &str, rows: usize, cols: usize| -> Result<Packed> {
             let t: &TensorInfo = g

@@ -285,13 +285,113 @@ fn other_model_hash_or_backend_is_refused() {
         .expect_err("mismatch");
     assert!(matches!(e, Error::ModelMismatch { .. }), "{e}");
     let mut h = read_header(&mut &packed[..], &Default::default()).expect("header");
-    h.params[1] = 2;
+    h.params[1] = 9;
     let mut r: &[u8] = &packed[h.len as usize..];
     let mut src = ChunkSource::stream(&mut r, h.len, Default::default(), true);
     let e = codec()
         .decode(&h, &mut src, &mut Vec::new(), &DecodeOptions::default())
         .expect_err("backend");
-    assert!(e.to_string().contains("cpu-det"), "{e}");
+    assert!(e.to_string().contains("unknown backend 9"), "{e}");
+}
+
+/// A file header naming `backend` (no model needed: the backend is checked first).
+fn header_with_backend(backend: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut sink = ChunkSink::new(&mut out, codec().info(), None);
+    sink.begin(
+        lcodec_core::Metadata::new(lcodec_core::Kind::Text),
+        lcodec_core::ModelRef {
+            id: MODEL_ID.into(),
+            weights_hash: vec![0; 16],
+        },
+        &[FORMAT_VERSION, backend, 0, 4],
+    )
+    .expect("begin");
+    sink.finish(0, None).expect("finish");
+    out
+}
+
+fn decode_error(file: &[u8]) -> Error {
+    let mut r: &[u8] = file;
+    let h = read_header(&mut r, &Default::default()).expect("header");
+    let mut src = ChunkSource::stream(&mut r, h.len, Default::default(), true);
+    codec()
+        .decode(&h, &mut src, &mut Vec::new(), &DecodeOptions::default())
+        .expect_err("refused")
+}
+
+#[cfg(not(feature = "torch"))]
+#[test]
+fn torch_files_are_refused_without_the_torch_backend() {
+    for (b, name) in [
+        (BACKEND_TORCH_CPU, "torch-cpu"),
+        (BACKEND_TORCH_CUDA, "torch-cuda"),
+    ] {
+        let e = decode_error(&header_with_backend(b));
+        assert!(matches!(e, Error::Unsupported(_)), "{e}");
+        assert!(e.to_string().contains(name), "{e}");
+    }
+    let e = parse_backend(Some("torch")).expect_err("no torch in this build");
+    assert!(e.to_string().contains("torch"), "{e}");
+    assert!(parse_backend(Some("gpu")).is_err());
+    assert_eq!(parse_backend(None).expect("default"), BACKEND_CPU_DET);
+}
+
+#[cfg(feature = "torch")]
+mod torch_backend {
+    use super::*;
+
+    #[test]
+    fn torch_logits_agree_with_the_kernels() {
+        let Some(lm) = loaded() else { return };
+        let net = torch::TorchNet::load(&lm.path, tch::Device::Cpu, 256).expect("load");
+        let text = b"The quick brown fox jumps over the lazy dog. Compression is prediction, \
+            and prediction is understanding; or so the saying goes in some circles.";
+        let mut batch = vec![(0usize, lm.bos)];
+        batch.extend(
+            lm.tokenizer
+                .encode(text)
+                .iter()
+                .map(|&t| (0usize, lm.model_token(t))),
+        );
+        let mut c1 = vec![KvCache::default()];
+        let h1 = lm.model.forward(&mut c1, &batch).expect("kernels");
+        let l1 = lm.model.logits(&h1, batch.len());
+        // The torch side runs in two steps to exercise its cache.
+        let mut c2 = vec![torch::TorchCache::default()];
+        let half = batch.len() / 2;
+        let mut h2 = Net::forward(&net, &mut c2, &batch[..half]).expect("torch");
+        h2.extend(Net::forward(&net, &mut c2, &batch[half..]).expect("torch"));
+        let l2 = Net::logits(&net, &h2, batch.len()).expect("logits");
+        assert_eq!(l1.len(), l2.len());
+        let max_diff = l1
+            .iter()
+            .zip(&l2)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        let scale = l1.iter().map(|a| a.abs()).fold(0f32, f32::max);
+        eprintln!("torch vs kernels: max |logit diff| {max_diff:.2e} (logits up to {scale:.1})");
+        assert!(max_diff < 1e-3 * scale.max(1.0), "{max_diff} vs {scale}");
+    }
+
+    #[test]
+    fn torch_cpu_files_round_trip_and_record_their_backend() {
+        if loaded().is_none() {
+            return;
+        }
+        let data = b"Backends: the same network, other floats. \xff\x00 raw bytes too.".to_vec();
+        let mut opts = EncodeOptions::default();
+        opts.params.insert("backend".into(), "torch-cpu".into());
+        opts.params.insert("ctx".into(), "64".into());
+        let packed = pack(&data, &opts);
+        let h = read_header(&mut &packed[..], &Default::default()).expect("header");
+        assert_eq!(h.params[1], BACKEND_TORCH_CPU);
+        assert_eq!(unpack(&packed).expect("decode"), data);
+        if !tch::Cuda::is_available() {
+            let e = decode_error(&header_with_backend(BACKEND_TORCH_CUDA));
+            assert!(e.to_string().contains("torch-cuda"), "{e}");
+        }
+    }
 }
 
 #[test]
@@ -358,6 +458,9 @@ fn measure_enwik8() {
     }
     if let Ok(c) = std::env::var("LCODEC_LLM_WINDOW_BITS") {
         params.insert("window_bits".to_string(), c);
+    }
+    if let Ok(c) = std::env::var("LCODEC_LLM_BACKEND") {
+        params.insert("backend".to_string(), c);
     }
     let decode = std::env::var_os("LCODEC_LLM_NO_DECODE").is_none();
     let threads: usize = std::env::var("LCODEC_LLM_THREADS")
