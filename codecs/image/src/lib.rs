@@ -5,7 +5,7 @@
 //! Bitstream (codec version 1):
 //!
 //! * header params: `[version=1, quality_index, n_levels, flags, arch]` (`flags` bit 0: an
-//!   alpha chunk follows; `arch`: [`Arch::code`]) + model id and weights hash in the
+//!   alpha chunk follows; bit 1: an ICC profile chunk follows; `arch`: [`Arch::code`]) + model id and weights hash in the
 //!   container's `ModelRef`; metadata width / height, channels (1 grey, 2 grey + alpha,
 //!   3 RGB, 4 RGBA) and the original's bits per sample.
 //! * chunk 0: one range-coded stream: `ẑ` (channel-major, row-major) under the model's
@@ -19,16 +19,20 @@
 //!   `lcodec_models::coding`, shared with the training command's real-bitstream eval.)
 //! * chunk 1 (only with flag bit 0): the alpha plane, lossless ([`alpha`]). An alpha
 //!   channel that is 255 everywhere is not stored (the flag is clear, channels say 2 / 4).
+//! * next chunk (only with flag bit 1, added 2026-11-23; older builds refuse such files by
+//!   the unknown flag): the input's ICC colour profile, verbatim (at most [`MAX_ICC`]).
 //!
 //! Input: PNG, JPEG, BMP, TIFF, WebP, PNM (the `image` crate). Colour is coded as RGB;
 //! grey images are coded as RGB with R = G = B and decoded back to grey (the mean of the
 //! three reconstructed channels). Images with 16 bits per sample (or float) are reduced to
 //! 8 bits with a message on stderr; the decoder writes 8 bits per sample. Sides are
-//! padded to multiples of 64 by edge replication and cropped back on decode.
+//! padded to multiples of 64 by edge replication and cropped back on decode. An EXIF
+//! orientation is applied before coding (the decoded image is upright; the EXIF block
+//! itself is not kept), and the ICC profile is kept.
 //!
 //! Output: the format named by the `format` decode parameter (`png`, `jpg`/`jpeg`, `bmp`,
 //! `tif`/`tiff`, `webp` (lossless), `ppm`/`pgm`/`pnm`; JPEG and PNM drop alpha), PNG for
-//! anything else. The output is
+//! anything else; PNG and JPEG outputs carry the ICC profile, the others drop it. The output is
 //! never the original file, so [`Codec::decodes_transformed`] is always true.
 //!
 //! Weights are found at run time by [`discover`] (see [`model_dirs`] for the order).
@@ -62,6 +66,8 @@ static INFO: CodecInfo = CodecInfo {
 const PARAMS_VERSION: u8 = 1;
 /// Flag bit: an alpha chunk follows the image chunk.
 const FLAG_ALPHA: u8 = 1;
+/// Codec parameter flag: an ICC profile chunk follows the image (and alpha) chunk.
+const FLAG_ICC: u8 = 2;
 /// Largest image side accepted (pixels).
 pub const MAX_SIDE: u32 = 1 << 15;
 /// Largest image accepted (pixels): the CPU transforms hold whole feature maps in memory
@@ -611,15 +617,37 @@ pub struct InputImage {
     pub grey: bool,
     /// Bits per sample of the input (8, 16 or 32).
     pub bit_depth: u8,
+    /// The input's ICC colour profile, if it has one (at most [`MAX_ICC`] bytes).
+    pub icc: Option<Vec<u8>>,
 }
+
+/// Largest ICC profile kept (bigger ones are dropped: no real profile is near this).
+pub const MAX_ICC: usize = 1 << 20;
 
 /// Reads an image with the `image` crate (8-bit samples; deeper samples are reduced).
 ///
 /// # Errors
 /// [`Error::Unsupported`] for unreadable input or an out-of-range size.
 pub fn read_image(bytes: &[u8]) -> Result<InputImage> {
-    let img = image::load_from_memory(bytes)
-        .map_err(|e| Error::Unsupported(format!("image: cannot read input: {e}")))?;
+    use image::ImageDecoder;
+    let bad = |e: image::ImageError| Error::Unsupported(format!("image: cannot read input: {e}"));
+    let mut dec = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(Error::Io)?
+        .into_decoder()
+        .map_err(bad)?;
+    // The colour profile travels with the file; the EXIF orientation is applied here, so
+    // the decoded image is upright in any viewer.
+    let icc = dec
+        .icc_profile()
+        .ok()
+        .flatten()
+        .filter(|p| !p.is_empty() && p.len() <= MAX_ICC);
+    let orientation = dec
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = image::DynamicImage::from_decoder(dec).map_err(bad)?;
+    img.apply_orientation(orientation);
     let (w, h) = (img.width(), img.height());
     check_size(w, h)?;
     let color = img.color();
@@ -639,6 +667,7 @@ pub fn read_image(bytes: &[u8]) -> Result<InputImage> {
         height: h,
         grey,
         bit_depth,
+        icc,
     })
 }
 
@@ -657,7 +686,12 @@ fn output_format(ext: Option<&str>) -> image::ImageFormat {
 
 /// Encodes a decoded image into `format`; falls back to RGB(A) 8-bit when the encoder
 /// does not take the colour type, and drops alpha for JPEG and PNM.
-fn write_image(img: image::DynamicImage, format: image::ImageFormat) -> Result<Vec<u8>> {
+fn write_image(
+    img: image::DynamicImage,
+    format: image::ImageFormat,
+    icc: Option<Vec<u8>>,
+) -> Result<Vec<u8>> {
+    use image::ImageEncoder;
     let no_alpha = matches!(format, image::ImageFormat::Jpeg | image::ImageFormat::Pnm);
     let img = if no_alpha && img.color().has_alpha() {
         if img.color().has_color() {
@@ -668,13 +702,26 @@ fn write_image(img: image::DynamicImage, format: image::ImageFormat) -> Result<V
     } else {
         img
     };
+    // PNG and JPEG get the input's colour profile back; other formats drop it.
     let enc = |im: &image::DynamicImage| -> std::result::Result<Vec<u8>, image::ImageError> {
         let mut out = std::io::Cursor::new(Vec::new());
-        if format == image::ImageFormat::Jpeg {
-            let mut e = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95);
-            e.encode_image(im)?;
-        } else {
-            im.write_to(&mut out, format)?;
+        let unsupported = |e: image::error::UnsupportedError| image::ImageError::Unsupported(e);
+        match format {
+            image::ImageFormat::Jpeg => {
+                let mut e = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95);
+                if let Some(p) = &icc {
+                    e.set_icc_profile(p.clone()).map_err(unsupported)?;
+                }
+                e.encode_image(im)?;
+            }
+            image::ImageFormat::Png => {
+                let mut e = image::codecs::png::PngEncoder::new(&mut out);
+                if let Some(p) = &icc {
+                    e.set_icc_profile(p.clone()).map_err(unsupported)?;
+                }
+                im.write_with_encoder(e)?;
+            }
+            _ => im.write_to(&mut out, format)?,
         }
         Ok(out.into_inner())
     };
@@ -768,7 +815,10 @@ impl Codec for ImageCodec {
             (false, true) => 4,
         };
         meta.bit_depth = img.bit_depth;
-        let flags = if alpha_chunk.is_some() { FLAG_ALPHA } else { 0 };
+        let mut flags = if alpha_chunk.is_some() { FLAG_ALPHA } else { 0 };
+        if img.icc.is_some() {
+            flags |= FLAG_ICC;
+        }
         let model_ref = ModelRef {
             id: slot.id.clone(),
             weights_hash: model.model.weights_hash().to_vec(),
@@ -789,6 +839,9 @@ impl Codec for ImageCodec {
         if let Some(a) = alpha_chunk {
             sink.push(&a, u32::try_from(px).unwrap_or(u32::MAX))?;
         }
+        if let Some(icc) = &img.icc {
+            sink.push(icc, icc.len() as u32)?;
+        }
         Ok(())
     }
 
@@ -800,7 +853,7 @@ impl Codec for ImageCodec {
         opts: &DecodeOptions,
     ) -> Result<()> {
         let p = &header.params;
-        if p.len() != 5 || p[0] != PARAMS_VERSION || p[3] & !FLAG_ALPHA != 0 {
+        if p.len() != 5 || p[0] != PARAMS_VERSION || p[3] & !(FLAG_ALPHA | FLAG_ICC) != 0 {
             return Err(Error::malformed(
                 header.len,
                 format!("image: codec parameters {p:?} (expected [1, q, levels, flags, arch])"),
@@ -854,6 +907,17 @@ impl Codec for ImageCodec {
         } else {
             None
         };
+        let icc = if p[3] & FLAG_ICC != 0 {
+            let c = src
+                .next_chunk()?
+                .ok_or_else(|| Error::truncated(header.len, "image: the ICC profile chunk"))?;
+            if c.payload.len() != c.raw_len as usize || c.payload.len() > MAX_ICC {
+                return Err(c.malformed("image: ICC profile chunk of a wrong size"));
+            }
+            Some(c.payload)
+        } else {
+            None
+        };
         if src.next_chunk()?.is_some() {
             return Err(Error::malformed(
                 header.len,
@@ -896,7 +960,7 @@ impl Codec for ImageCodec {
         }
         .ok_or_else(|| Error::codec("image", "buffer size"))?;
         let format = output_format(opts.params.get(FORMAT_PARAM).map(String::as_str));
-        dst.write_all(&write_image(img, format)?)?;
+        dst.write_all(&write_image(img, format, icc)?)?;
         Ok(())
     }
 

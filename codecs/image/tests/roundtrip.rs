@@ -485,3 +485,76 @@ fn sniff_claims_readable_images_and_declines_huge_ones() {
         Some(Confidence::EXTENSION)
     );
 }
+
+fn icc_of(file: &[u8]) -> Option<Vec<u8>> {
+    use image::ImageDecoder;
+    image::ImageReader::new(std::io::Cursor::new(file))
+        .with_guessed_format()
+        .unwrap()
+        .into_decoder()
+        .unwrap()
+        .icc_profile()
+        .unwrap()
+}
+
+#[test]
+fn the_colour_profile_travels_with_the_image() {
+    use image::ImageEncoder;
+    let c = codec(5);
+    // Any bytes do for the test: the codec carries the profile, it does not interpret it.
+    let profile: Vec<u8> = (0..700u32).map(|i| (i * 7 % 251) as u8).collect();
+    let img = image::RgbImage::from_fn(50, 40, |x, y| image::Rgb([x as u8 * 5, y as u8 * 6, 90]));
+    let mut png = Vec::new();
+    let mut e = image::codecs::png::PngEncoder::new(&mut png);
+    e.set_icc_profile(profile.clone()).unwrap();
+    e.write_image(img.as_raw(), 50, 40, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    assert_eq!(icc_of(&png).as_deref(), Some(&profile[..]));
+    let file = encode_file(&c, &png, Some(1));
+    assert_eq!(
+        icc_of(&decode_with(&c, &file, None).unwrap()).as_deref(),
+        Some(&profile[..])
+    );
+    assert_eq!(
+        icc_of(&decode_with(&c, &file, Some("jpg")).unwrap()).as_deref(),
+        Some(&profile[..])
+    );
+    // Formats without profile support still decode.
+    assert!(decode_with(&c, &file, Some("bmp")).is_ok());
+    // Without a profile there is no profile chunk.
+    let plain = fixture_png(50, 40);
+    assert!(icc_of(&decode_with(&c, &encode_file(&c, &plain, Some(1)), None).unwrap()).is_none());
+    let mut r: &[u8] = &file;
+    let header = read_header(&mut r, &Limits::default()).unwrap();
+    assert_eq!(header.params[3] & 2, 2, "profile flag set");
+}
+
+/// A JPEG whose EXIF says "rotate 90° clockwise to display" (orientation 6).
+fn rotated_jpeg(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, _| {
+        image::Rgb([if x < w / 2 { 20 } else { 230 }; 3])
+    });
+    let mut jpg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpg, 95)
+        .encode_image(&img)
+        .unwrap();
+    // APP1 "Exif": little-endian TIFF header, one IFD entry: 0x0112 SHORT 1 = 6.
+    let mut exif = b"Exif\0\0II*\0\x08\0\0\0\x01\0".to_vec();
+    exif.extend_from_slice(&[0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0]);
+    let mut app1 = vec![0xFF, 0xE1];
+    app1.extend_from_slice(&((exif.len() + 2) as u16).to_be_bytes());
+    app1.extend_from_slice(&exif);
+    let mut out = jpg[..2].to_vec();
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpg[2..]);
+    out
+}
+
+#[test]
+fn exif_orientation_is_applied_so_the_output_is_upright() {
+    let c = codec(6);
+    let jpg = rotated_jpeg(64, 32);
+    let file = encode_file(&c, &jpg, Some(2));
+    let out = image::load_from_memory(&decode_with(&c, &file, None).unwrap()).unwrap();
+    assert_eq!((out.width(), out.height()), (32, 64), "rotated to upright");
+}
