@@ -1096,9 +1096,11 @@ fn harness_catches_and_names_a_panicking_codec() {
     r.register(Box::new(Fragile));
     let (tested, failures) = check_all(Arc::new(r));
     assert_eq!(tested, 1);
+    // Which mutations run depends on the time budget (a loaded machine runs fewer), so
+    // look for any case that made a payload start with 0xff.
     let hit = failures
         .iter()
-        .find(|f| f.starts_with("PANIC fragile/chunk 0/set-byte[0]=0xff"));
+        .find(|f| f.starts_with("PANIC fragile/chunk ") && f.contains("0xff"));
     let hit = hit.unwrap_or_else(|| panic!("panic not reported: {failures:?}"));
     assert!(
         hit.contains("payload starts with 0xff") && hit.contains("robustness.rs:"),
