@@ -724,6 +724,31 @@ pub fn decode_chunk_on<N: Net>(
     Ok(bytes)
 }
 
+/// One lock-step batch: the windows (of `n`, window `w` being `len(w)` tokens long) still
+/// running at `step`, and their inputs: the start token at step 0, else the window's
+/// previous token `prev(w)`.
+fn lockstep_batch(
+    lm: &LoadedModel,
+    n: usize,
+    step: usize,
+    len: impl Fn(usize) -> usize,
+    prev: impl Fn(usize) -> u32,
+) -> (Vec<usize>, Vec<(usize, u32)>) {
+    let active: Vec<usize> = (0..n).filter(|&w| len(w) > step).collect();
+    let batch = active
+        .iter()
+        .map(|&w| {
+            let input = if step == 0 {
+                lm.bos
+            } else {
+                lm.model_token(prev(w))
+            };
+            (w, input)
+        })
+        .collect();
+    (active, batch)
+}
+
 /// Encodes windows in lock-step, with exactly the batches [`decode_windows`] will run
 /// (for backends whose rows depend on their batch).
 fn encode_windows_lockstep<N: Net>(
@@ -736,22 +761,13 @@ fn encode_windows_lockstep<N: Net>(
     let mut caches = vec![N::Cache::default(); group.len()];
     let steps = group.iter().map(|w| w.len()).max().unwrap_or(0);
     for step in 0..steps {
-        let active: Vec<usize> = (0..group.len())
-            .filter(|&w| group[w].len() > step)
-            .collect();
-        let batch: Vec<(usize, u32)> = active
-            .iter()
-            .map(|&w| {
-                (
-                    w,
-                    if step == 0 {
-                        lm.bos
-                    } else {
-                        lm.model_token(group[w][step - 1])
-                    },
-                )
-            })
-            .collect();
+        let (active, batch) = lockstep_batch(
+            lm,
+            group.len(),
+            step,
+            |w| group[w].len(),
+            |w| group[w][step - 1],
+        );
         let hidden = net.forward(&mut caches, &batch)?;
         let logits = net.logits(&hidden, batch.len())?;
         let cats = categoricals(&logits, vocab)?;
@@ -785,20 +801,8 @@ fn decode_windows<N: Net>(
     let mut out: Vec<Vec<u32>> = group.iter().map(|&(n, _)| Vec::with_capacity(n)).collect();
     let steps = group.iter().map(|g| g.0).max().unwrap_or(0);
     for step in 0..steps {
-        let active: Vec<usize> = (0..group.len()).filter(|&w| group[w].0 > step).collect();
-        let batch: Vec<(usize, u32)> = active
-            .iter()
-            .map(|&w| {
-                (
-                    w,
-                    if step == 0 {
-                        lm.bos
-                    } else {
-                        lm.model_token(out[w][step - 1])
-                    },
-                )
-            })
-            .collect();
+        let (active, batch) =
+            lockstep_batch(lm, group.len(), step, |w| group[w].0, |w| out[w][step - 1]);
         let hidden = net.forward(&mut caches, &batch)?;
         let logits = net.logits(&hidden, batch.len())?;
         let cats = categoricals(&logits, vocab)?;

@@ -389,27 +389,12 @@ impl Model {
             return Ok(Vec::new());
         }
         // Positions.
-        let mut next: Vec<usize> = caches.iter().map(|c| c.len).collect();
-        let mut pos = Vec::with_capacity(n);
-        for &(s, tok) in batch {
-            let p = next
-                .get_mut(s)
-                .ok_or_else(|| Error::InvalidArgument(format!("sequence {s} out of range")))?;
-            if tok as usize >= cfg.vocab {
-                return Err(Error::InvalidArgument(format!(
-                    "token {tok} >= vocabulary {}",
-                    cfg.vocab
-                )));
-            }
-            if *p >= self.rope_len {
-                return Err(Error::InvalidArgument(format!(
-                    "position {} beyond the prepared {}",
-                    *p, self.rope_len
-                )));
-            }
-            pos.push(*p);
-            *p += 1;
-        }
+        let (pos, next) = batch_positions(
+            cfg.vocab,
+            self.rope_len,
+            caches.iter().map(|c| c.len).collect(),
+            batch,
+        )?;
         for c in caches.iter_mut() {
             if c.k.len() != cfg.n_layer * cfg.n_kv_head {
                 c.k = vec![Vec::new(); cfg.n_layer * cfg.n_kv_head];
@@ -518,6 +503,41 @@ impl Model {
         );
         out
     }
+}
+
+/// Checks a forward batch (`(sequence, token)`) and gives each token its position: the
+/// sequences' cache lengths `next` continue in batch order. Returns the positions and the
+/// new lengths.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for a bad sequence index, a token outside the vocabulary or
+/// a position at or beyond `max_pos`.
+pub(crate) fn batch_positions(
+    vocab: usize,
+    max_pos: usize,
+    mut next: Vec<usize>,
+    batch: &[(usize, u32)],
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    let mut pos = Vec::with_capacity(batch.len());
+    for &(s, tok) in batch {
+        let p = next
+            .get_mut(s)
+            .ok_or_else(|| Error::InvalidArgument(format!("sequence {s} out of range")))?;
+        if tok as usize >= vocab {
+            return Err(Error::InvalidArgument(format!(
+                "token {tok} >= vocabulary {vocab}"
+            )));
+        }
+        if *p >= max_pos {
+            return Err(Error::InvalidArgument(format!(
+                "position {} beyond the prepared {max_pos}",
+                *p
+            )));
+        }
+        pos.push(*p);
+        *p += 1;
+    }
+    Ok((pos, next))
 }
 
 /// Turns logits into fixed-point frequencies summing to `1 << precision`, every token

@@ -218,33 +218,21 @@ impl TorchNet {
         let n = batch.len();
         let (d, hd) = (cfg.d_model as i64, cfg.head_dim() as i64);
         let (nh, nkv) = (cfg.n_head as i64, cfg.n_kv_head as i64);
-        let mut next: Vec<usize> = caches.iter().map(|c| c.len).collect();
-        let mut pos = Vec::with_capacity(n);
+        let (pos, next) = super::model::batch_positions(
+            cfg.vocab,
+            self.max_pos,
+            caches.iter().map(|c| c.len).collect(),
+            batch,
+        )?;
         // Per sequence: its batch rows (in order) and its cache length before the batch.
         let mut groups: Vec<(usize, Vec<i64>, usize)> = Vec::new();
-        for (t, &(s, tok)) in batch.iter().enumerate() {
-            let p = next
-                .get_mut(s)
-                .ok_or_else(|| Error::InvalidArgument(format!("sequence {s} out of range")))?;
-            if tok as usize >= cfg.vocab {
-                return Err(Error::InvalidArgument(format!(
-                    "token {tok} >= vocabulary {}",
-                    cfg.vocab
-                )));
-            }
-            if *p >= self.max_pos {
-                return Err(Error::InvalidArgument(format!(
-                    "position {} beyond the prepared {}",
-                    *p, self.max_pos
-                )));
-            }
+        for (t, (&(s, _), &p)) in batch.iter().zip(&pos).enumerate() {
             match groups.iter_mut().find(|g| g.0 == s) {
                 Some(g) => g.1.push(t as i64),
-                None => groups.push((s, vec![t as i64], *p)),
+                None => groups.push((s, vec![t as i64], p)),
             }
-            pos.push(*p as i64);
-            *p += 1;
         }
+        let pos: Vec<i64> = pos.iter().map(|&p| p as i64).collect();
         let dev = self.device;
         let w = self.weights()?;
         let ids: Vec<i64> = batch.iter().map(|&(_, t)| i64::from(t)).collect();
