@@ -55,7 +55,8 @@ finish)
     s=$(sed -n 's/^step=//p' "$CK/state.txt")
     total=$((s + steps))
     drop=$(python3 -c "print($s / $total)")
-    "$BIN" image --resume "$CK" --out "$out" --steps "$total" --lr 5e-4 --lr-drop-at "$drop" \
+    "$BIN" image --arch ckbd --n 96 --m 128 --lambdas "$LAMBDAS" --resume "$CK" --out "$out" \
+        --steps "$total" --lr 5e-4 --lr-drop-at "$drop" \
         --eval-every 0 "${common[@]}"
     ;;
 *)
