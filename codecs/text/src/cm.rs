@@ -44,9 +44,16 @@ pub fn squash(d: i32) -> i32 {
 
 /// Inverse of [`squash`] on 12-bit probabilities.
 fn stretch_table() -> Vec<i16> {
-    let mut t = vec![0i16; 4096];
+    invert_squash(squash, 2047, 4096)
+}
+
+/// The inverse of a monotonic `squash` over the stretch domain `-max..=max`, tabulated
+/// for probabilities `0..entries`: each probability maps to the smallest stretch whose
+/// squash reaches it.
+pub(crate) fn invert_squash(squash: fn(i32) -> i32, max: i32, entries: usize) -> Vec<i16> {
+    let mut t = vec![0i16; entries];
     let mut pi = 0usize;
-    for x in -2047..=2047 {
+    for x in -max..=max {
         let v = squash(x) as usize;
         for slot in t.iter_mut().take(v + 1).skip(pi) {
             *slot = x as i16;
@@ -54,7 +61,7 @@ fn stretch_table() -> Vec<i16> {
         pi = pi.max(v + 1);
     }
     for slot in t.iter_mut().skip(pi) {
-        *slot = 2047;
+        *slot = max as i16;
     }
     t
 }

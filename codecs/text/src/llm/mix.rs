@@ -51,19 +51,7 @@ pub fn squash16(d: i32) -> i32 {
 
 /// Inverse of [`squash16`] on 16-bit probabilities.
 fn stretch16_table() -> Vec<i16> {
-    let mut t = vec![0i16; 65536];
-    let mut pi = 0usize;
-    for x in -ST_MAX..=ST_MAX {
-        let v = squash16(x) as usize;
-        for slot in t.iter_mut().take(v + 1).skip(pi) {
-            *slot = x as i16;
-        }
-        pi = pi.max(v + 1);
-    }
-    for slot in t.iter_mut().skip(pi) {
-        *slot = ST_MAX as i16;
-    }
-    t
+    cm::invert_squash(squash16, ST_MAX, 65536)
 }
 
 /// The vocabulary's byte strings in sorted order.
