@@ -78,8 +78,6 @@ pub struct Decision {
     pub m0: u64,
     /// Model mass of the 1 side (end, for an end flag).
     pub m1: u64,
-    /// Byte index inside the token.
-    pub depth: u8,
 }
 
 impl ByteTrie {
@@ -163,7 +161,6 @@ impl ByteTrie {
                         kind: 8,
                         m0: sums[hi] - sums[lo + 1],
                         m1: sums[lo + 1] - sums[lo],
-                        depth: depth.min(255) as u8,
                     };
                     let known = target.map(|t| u32::from(t.len() == depth));
                     if decide(d, known)? != 0 {
@@ -183,7 +180,6 @@ impl ByteTrie {
                     kind: k as u8,
                     m0: sums[mid] - sums[lo],
                     m1: sums[hi] - sums[mid],
-                    depth: depth.min(255) as u8,
                 };
                 let known = match target {
                     Some(t) => Some(u32::from((t.get(depth).ok_or_else(bad)? >> shift) & 1)),
