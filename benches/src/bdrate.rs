@@ -125,6 +125,11 @@ fn range(v: &[f64]) -> (f64, f64) {
         })
 }
 
+/// The quality range (lowest, highest) of a curve's usable points; `None` below 2 points.
+pub fn quality_range(curve: &[RdPoint]) -> Option<(f64, f64)> {
+    usable(curve).map(|(_, q)| range(&q))
+}
+
 /// BD-rate of `test` against `anchor` in percent (positive = `test` needs more bits).
 ///
 /// Curves of 4 points or more are fitted with cubics (VCEG-M33); with 2 or 3 points the

@@ -544,6 +544,44 @@ fn lossy_summary(s: &mut String, kind: DataKind, curves: &[Curve], anchor: Optio
             );
         }
     }
+    head_to_head(s, kind, curves);
+}
+
+/// BD-rates of each lcodec curve with every other curve as the anchor: the direct
+/// comparison ("smaller than WebP at equal PSNR?"), which two BD-rates against a common
+/// anchor only approximate (they integrate over different quality ranges).
+fn head_to_head(s: &mut String, kind: DataKind, curves: &[Curve]) {
+    let ours: Vec<&Curve> = curves
+        .iter()
+        .filter(|c| c.codec.starts_with("lcodec"))
+        .collect();
+    if ours.is_empty() || curves.len() < 2 {
+        return;
+    }
+    for m in kind.rd_metrics() {
+        let _ = writeln!(
+            s,
+            "\n## lcodec against each curve on {m}\n\nBD-rate of the lcodec curve with the other \
+             curve as the anchor, over the {m} range both cover. Negative = lcodec needs fewer bits.\n\n\
+             | lcodec curve | anchor | {m} range | BD-rate |\n|---|---|---|---|"
+        );
+        for o in &ours {
+            let ro = o.rd(m);
+            for a in curves.iter().filter(|a| a.codec != o.codec) {
+                let ra = a.rd(m);
+                let range = match (bdrate::quality_range(&ra), bdrate::quality_range(&ro)) {
+                    (Some((a0, a1)), Some((o0, o1))) if a0.max(o0) < a1.min(o1) => {
+                        format!("{:.4}–{:.4}", a0.max(o0), a1.min(o1))
+                    }
+                    _ => "no overlap".into(),
+                };
+                let bd = bdrate::bd_rate(&ra, &ro)
+                    .map(|v| format!("{v:+.2}%"))
+                    .unwrap_or_else(|| "n/a".into());
+                let _ = writeln!(s, "| {} | {} | {range} | {bd} |", o.codec, a.codec);
+            }
+        }
+    }
 }
 
 const PALETTE: [RGBColor; 8] = [

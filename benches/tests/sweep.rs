@@ -165,6 +165,15 @@ fn image_sweep_runs_the_peers_and_writes_csv_svg_and_summary() {
             .parse()
             .unwrap();
         assert!(bd < -10.0, "webp vs jpeg BD-rate {bd}");
+        if registry.by_name("image").is_some() {
+            // The direct comparison of lcodec with each peer, e.g. WebP as the anchor.
+            let row = summary
+                .lines()
+                .skip_while(|l| !l.contains("lcodec against each curve on psnr"))
+                .find(|l| l.starts_with("| lcodec-image | webp |"))
+                .unwrap_or_else(|| panic!("no head-to-head row:\n{summary}"));
+            assert!(row.trim_end().ends_with("% |"), "{row}");
+        }
     }
 }
 
