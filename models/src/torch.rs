@@ -786,4 +786,140 @@ impl TchHyperprior {
         model.vs.set_device(device);
         Ok(model)
     }
+
+    /// The same network with `m` latent channels instead of `cfg.m`, computing exactly what
+    /// this one does (same reconstruction, same rate up to the rounding of the new channels'
+    /// near-zero latents), so training can go on with more latent capacity: a higher quality
+    /// ceiling at high rates. New weights come from torch's RNG (seed it first).
+    ///
+    /// How: every dimension that grows is a run of `M`-blocks (e.g. `[scales | means]`, the
+    /// entropy-parameter input `[hyper 2M | context 2M]`, each block keeps its place at the
+    /// start of its new block) or a hidden width (3M/2, the entropy-parameter layers: old
+    /// units first). A new unit never feeds an old one (zero weight), with one exception:
+    /// `g_s`'s first layer keeps random weights on its new inputs, which see `ŷ = 0` and so
+    /// change nothing, but pass the distortion gradient back (zero weights there would leave
+    /// the new channels dead). `g_a`'s new outputs are scaled down 100x so `|y| < ½` rounds
+    /// to 0, the new channels' entropy parameters start at mean 0 and the smallest scale,
+    /// and their gains at the mean of each level's old gains.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when `m` is not larger than the current M.
+    pub fn widened(&self, m: usize) -> Result<Self> {
+        if m <= self.cfg.m {
+            return Err(Error::InvalidArgument(format!(
+                "M = {m} is not larger than the model's M = {}",
+                self.cfg.m
+            )));
+        }
+        let cfg = HyperpriorConfig {
+            m,
+            ..self.cfg.clone()
+        };
+        let new = Self::new(cfg, Device::Cpu)?;
+        let (mo, mn) = (self.cfg.m as i64, m as i64);
+        let old_vars = self.vs.variables();
+        for (name, mut nt) in new.vs.variables() {
+            let ot = old_vars.get(&name).ok_or_else(|| {
+                Error::InvalidArgument(format!("`{name}` is not in the model being widened"))
+            })?;
+            let (os, ns) = (ot.size(), nt.size());
+            // inv[d][j]: the old index that new index j of dimension d comes from.
+            let mut inv: Vec<Vec<Option<usize>>> =
+                ns.iter().map(|&n| vec![None; n as usize]).collect();
+            for (d, (&o, &n)) in os.iter().zip(&ns).enumerate() {
+                for (i, j) in widen_map(o, n, mo, mn)?.into_iter().enumerate() {
+                    inv[d][j as usize] = Some(i);
+                }
+            }
+            let flat = |t: &Tensor| -> Result<Vec<f32>> {
+                Vec::<f32>::try_from(
+                    t.detach()
+                        .to_device(Device::Cpu)
+                        .to_kind(Kind::Float)
+                        .contiguous()
+                        .flatten(0, -1),
+                )
+                .map_err(terr)
+            };
+            let ov = flat(ot)?;
+            let mut nv = flat(&nt)?;
+            // Transposed convolutions store [in, out, kh, kw]; convolutions [out, in, kh, kw].
+            let deconv = name.starts_with("g_s.")
+                || name.starts_with("h_s.0.")
+                || name.starts_with("h_s.2.");
+            let (out_d, in_d) = if deconv { (1, 0) } else { (0, 1) };
+            let gain = name.starts_with("gain.");
+            let new_latent = name.starts_with("g_a.6.");
+            let params_layer = name.starts_with("ep.4.")
+                || (self.cfg.arch == Arch::MeanScale && name.starts_with("h_s.4."));
+            let keep_random_inputs = name.starts_with("g_s.0.");
+            let row_mean: Vec<f32> = if gain {
+                ov.chunks(os[1] as usize)
+                    .map(|r| r.iter().sum::<f32>() / r.len() as f32)
+                    .collect()
+            } else {
+                vec![]
+            };
+            let ostride: Vec<usize> = (0..os.len())
+                .map(|d| os[d + 1..].iter().product::<i64>() as usize)
+                .collect();
+            let mut idx = vec![0usize; ns.len()];
+            for v in nv.iter_mut() {
+                let src: Option<usize> = idx
+                    .iter()
+                    .enumerate()
+                    .map(|(d, &j)| inv[d][j].map(|i| i * ostride[d]))
+                    .sum();
+                // Biases (1-D) have only the output dimension.
+                let od = if ns.len() == 4 { out_d } else { 0 };
+                let new_out = inv[od][idx[od]].is_none();
+                if let Some(o) = src {
+                    *v = ov[o];
+                } else if gain {
+                    *v = row_mean[idx[0]];
+                } else if new_out && new_latent {
+                    *v *= 0.01;
+                } else if new_out && params_layer {
+                    *v = 0.0;
+                } else if ns.len() == 4
+                    && !keep_random_inputs
+                    && !new_out
+                    && inv[in_d][idx[in_d]].is_none()
+                {
+                    // A new input must not change an old output.
+                    *v = 0.0;
+                }
+                // Next multi-index, row-major.
+                for d in (0..idx.len()).rev() {
+                    idx[d] += 1;
+                    if idx[d] < ns[d] as usize {
+                        break;
+                    }
+                    idx[d] = 0;
+                }
+            }
+            let t = Tensor::f_from_slice(&nv)
+                .map_err(terr)?
+                .f_view(ns.as_slice())
+                .map_err(terr)?;
+            tch::no_grad(|| nt.f_copy_(&t)).map_err(terr)?;
+        }
+        let mut new = new;
+        new.vs.set_device(self.device());
+        Ok(new)
+    }
+}
+
+/// Where each old index of one tensor dimension goes when M grows from `mo` to `mn` (see
+/// [`TchHyperprior::widened`]).
+fn widen_map(old: i64, new: i64, mo: i64, mn: i64) -> Result<Vec<i64>> {
+    if old % mo == 0 && new == old / mo * mn {
+        return Ok((0..old).map(|i| i / mo * mn + i % mo).collect());
+    }
+    if new >= old {
+        return Ok((0..old).collect());
+    }
+    Err(Error::InvalidArgument(format!(
+        "cannot widen a dimension of {old} to {new}"
+    )))
 }

@@ -287,3 +287,61 @@ fn checkerboard_training_decreases_the_loss_and_exports() {
         lcodec_models::hyperprior::Arch::Checkerboard
     );
 }
+
+/// Widening the latent (M) keeps what the network computes: same reconstruction and the
+/// same rate (the new channels start silent), for both architectures; the widened network
+/// then trains on (its loss goes down from there).
+#[test]
+fn widening_the_latent_keeps_the_function_and_trains_on() {
+    for arch in [
+        lcodec_models::hyperprior::Arch::Checkerboard,
+        lcodec_models::hyperprior::Arch::MeanScale,
+    ] {
+        tch::manual_seed(11);
+        let cfg = HyperpriorConfig {
+            n: 8,
+            m: 12,
+            lambdas: vec![0.01, 0.04],
+            arch,
+        };
+        let tm = TchHyperprior::new(cfg, Device::Cpu).unwrap();
+        let base = Tensor::rand([4, 3, 4, 4], (Kind::Float, Device::Cpu));
+        let x = base.upsample_bilinear2d([64, 64], false, None, None);
+        let q = Tensor::from_slice(&[0i64, 1, 0, 1]);
+        let lam = Tensor::from_slice(&[0.01f32, 0.04, 0.01, 0.04]);
+        let train = |m: &TchHyperprior, steps: usize| -> Vec<f64> {
+            let mut opt = tch::nn::Adam::default().build(&m.vs, 2e-3).unwrap();
+            (0..steps)
+                .map(|_| {
+                    let f = m.forward(&x, &q, true);
+                    let loss = (&f.bpp + &lam * (255.0 * 255.0) * &f.mse).mean(Kind::Float);
+                    opt.zero_grad();
+                    loss.backward();
+                    opt.clip_grad_norm(1.0);
+                    opt.step();
+                    loss.double_value(&[])
+                })
+                .collect()
+        };
+        train(&tm, 30);
+        let wide = tm.widened(20).unwrap();
+        assert_eq!(wide.cfg.m, 20);
+        assert!(tm.widened(12).is_err());
+        let (a, b) = (tm.forward(&x, &q, false), wide.forward(&x, &q, false));
+        let dx = (&a.x_hat - &b.x_hat).abs().max().double_value(&[]);
+        let (ra, rb) = (
+            a.bpp.mean(Kind::Float).double_value(&[]),
+            b.bpp.mean(Kind::Float).double_value(&[]),
+        );
+        println!("{arch:?}: max |Δx̂| {dx:e}, bpp {ra:.5} -> {rb:.5}");
+        assert!(dx < 1e-5, "{arch:?}: reconstruction changed by {dx}");
+        assert!(
+            (ra - rb).abs() < 1e-3 * ra.max(1.0),
+            "{arch:?}: bpp {ra} -> {rb}"
+        );
+        let losses = train(&wide, 40);
+        let (first, last) = (losses[0], losses[losses.len() - 1]);
+        assert!(losses.iter().all(|l| l.is_finite()));
+        assert!(last < first, "{arch:?}: widened loss {first} -> {last}");
+    }
+}

@@ -34,6 +34,9 @@ enum Cmd {
     Image(ImageArgs),
     /// Export a checkpoint directory to a weights file for the CPU backend.
     Export(ExportArgs),
+    /// Widen a checkpoint's latent (M channels) without changing what it computes, so
+    /// training can go on with more latent capacity (a higher quality ceiling).
+    Widen(WidenArgs),
 }
 
 #[derive(Args)]
@@ -141,6 +144,22 @@ struct ExportArgs {
     f32: bool,
 }
 
+#[derive(Args)]
+struct WidenArgs {
+    /// Checkpoint directory to widen (ckpt-part*.safetensors + state.txt).
+    #[arg(long)]
+    ckpt: PathBuf,
+    /// New checkpoint directory (same step count, the new M in state.txt).
+    #[arg(long)]
+    out: PathBuf,
+    /// New number of latent channels (larger than the checkpoint's).
+    #[arg(long)]
+    m: usize,
+    /// Seed for the new weights.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
 type Res<T> = std::result::Result<T, String>;
 
 fn main() {
@@ -148,6 +167,7 @@ fn main() {
     let r = match cli.cmd {
         Cmd::Image(a) => train(a),
         Cmd::Export(a) => export(a),
+        Cmd::Widen(a) => widen(&a),
     };
     if let Err(e) = r {
         eprintln!("lcodec-train: {e}");
@@ -641,4 +661,15 @@ fn export(a: ExportArgs) -> Res<()> {
         bytes.len()
     );
     Ok(())
+}
+
+fn widen(a: &WidenArgs) -> Res<()> {
+    let (step, cfg) = read_state(&a.ckpt)?;
+    let mut old = TchHyperprior::new(cfg, Device::Cpu).map_err(|e| e.to_string())?;
+    old.load_checkpoint(&a.ckpt).map_err(|e| e.to_string())?;
+    tch::manual_seed(a.seed as i64);
+    let new = old.widened(a.m).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
+    let mut log = std::io::stderr();
+    save(&new, &a.out, step, false, &mut log)
 }
