@@ -381,6 +381,7 @@ fn cmd_encode(
         file_name: (!is_dash(input)).then(|| input.to_string_lossy().into_owned()),
         store_name,
     };
+    let chosen = codec.is_some();
     if let Some(c) = codec {
         opts.params.insert("codec".into(), c);
     }
@@ -400,6 +401,19 @@ fn cmd_encode(
     out.commit()?;
     if let Some(b) = bar {
         b.finish_and_clear();
+    }
+    // Detection picked a lossy codec (a photo, a LiDAR scan): say so once, with the way
+    // to keep the file bit-exact, so nobody loses data by surprise.
+    if !chosen
+        && registry
+            .by_name(report.codec)
+            .is_some_and(|c| !c.info().lossless)
+    {
+        eprintln!(
+            "lcodec: note: {}: coded with the lossy `{}` codec (the decoded file is close to the input, not identical); `--codec raw` keeps it bit-exact",
+            input.display(),
+            report.codec
+        );
     }
     if verbose {
         eprintln!(

@@ -345,3 +345,30 @@ fn precision_flag_sets_the_lidar_grid() {
     }
     assert!(sizes[1] < sizes[0], "{sizes:?}");
 }
+
+/// A photo goes to the shipped learned image codec on its own, and the CLI says that the
+/// result is lossy and how to keep the file exact; `--codec raw` is bit-exact and silent.
+#[test]
+fn a_photo_is_coded_lossily_with_a_note_and_raw_stays_exact() {
+    let png = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/fixtures/image-synth.png");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (lc, back) = (dir.path().join("p.lc"), dir.path().join("p.png"));
+    let o = lcodec(&["encode", s(&png), "-o", s(&lc)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("lossy `image` codec") && stderr(&o).contains("--codec raw"),
+        "{}",
+        stderr(&o)
+    );
+    let o = lcodec(&["decode", s(&lc), "-o", s(&back)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = std::fs::read(&back).expect("read");
+    assert!(out.starts_with(b"\x89PNG"));
+    // IHDR width and height: 96 x 64.
+    assert_eq!(&out[16..24], &[0, 0, 0, 96, 0, 0, 0, 64]);
+    let o = lcodec(&["encode", s(&png), "-o", s(&lc), "-f", "--codec", "raw"]);
+    assert!(o.status.success() && stderr(&o).is_empty(), "{}", stderr(&o));
+    let o = lcodec(&["decode", s(&lc), "-o", s(&back), "-f"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&back).expect("read"), std::fs::read(&png).expect("read"));
+}
