@@ -7,7 +7,8 @@
 #   models/scripts/cpu-train.sh stop              # stop at once (loses the steps since the last checkpoint)
 #   models/scripts/cpu-train.sh finish STEPS OUT  # lr/10 for STEPS more steps from the main run, into OUT (the run to export)
 #
-# The main run lives in target-imgtrain/ckpt (gitignored): checkerboard N=96 M=128, 8 quality
+# The main run lives in target-imgtrain/ckpt (gitignored): checkerboard N=96 M=128 (a resumed
+# run takes N and M from state.txt, so --n/--m below only matter for a fresh start), 8 quality
 # levels, batch 4 of 256x256 crops, Adam lr 5e-4, all of ../shared/data/images/train, eval on 2
 # Kodak images every 5000 steps. It resumes from target-imgtrain/ckpt/state.txt whenever that
 # exists, so every session can add steps. `finish` never touches the main run: it resumes from

@@ -191,3 +191,55 @@ fn checkerboard_torch_encode_cpu_decode_is_bit_exact() {
     println!("ckbd means max |cpu - torch| = {md:.2e}");
     assert!(md < 1e-3);
 }
+
+/// The shipped model (`models/weights/image-ckbd-v1.safetensors`) on a real photograph:
+/// files encoded on libtorch decode on the CPU kernels (the same on 1 and 3 threads) to
+/// the quality the CPU encoder reaches, at the lowest and the highest level.
+#[test]
+fn shipped_model_torch_encode_cpu_decode() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let weights = std::fs::read(root.join("models/weights/image-ckbd-v1.safetensors"))
+        .expect("the shipped image model is part of the checkout");
+    let codec = ImageCodec::try_new(&weights, "image-ckbd-v1").unwrap();
+    let net = TchHyperprior::from_exported(&weights, tch::Device::cuda_if_available()).unwrap();
+    // kodim23 when the shared data is there, else the synthetic fixture.
+    let png = std::fs::read(root.join("../shared/data/images/kodak/kodim23.png"))
+        .or_else(|_| std::fs::read(root.join("testdata/fixtures/image-synth.png")))
+        .unwrap();
+    let img = image::load_from_memory(&png).unwrap().to_rgb8();
+    // A 320x192 crop from the middle (the parrots' heads) keeps the test short.
+    let (w, h) = (img.width().min(320), img.height().min(192));
+    let (x0, y0) = ((img.width() - w) / 2, (img.height() - h) / 2);
+    let crop = image::imageops::crop_imm(&img, x0, y0, w, h).to_image();
+    let rgb = crop.as_raw();
+    let psnr = |out: &[u8]| {
+        let se: f64 = rgb
+            .iter()
+            .zip(out)
+            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+            .sum();
+        10.0 * (255.0f64 * 255.0 * rgb.len() as f64 / se.max(1e-9)).log10()
+    };
+    let pool = |n: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+    };
+    for q in [0, codec.levels() - 1] {
+        let tp = codec.encode_rgb_torch(&net, rgb, w, h, q).unwrap();
+        let cp = codec.encode_rgb(rgb, w, h, q).unwrap();
+        let a = pool(1).install(|| codec.decode_rgb(&tp, w, h, q).unwrap());
+        let b = pool(3).install(|| codec.decode_rgb(&tp, w, h, q).unwrap());
+        assert_eq!(a, b, "q{q}: decoding depends on the thread count");
+        let c = codec.decode_rgb(&cp, w, h, q).unwrap();
+        let (pt, pc) = (psnr(&a), psnr(&c));
+        let (lt, lc) = (tp.len() as f64, cp.len() as f64);
+        println!("q{q}: torch {lt} bytes {pt:.3} dB, cpu {lc} bytes {pc:.3} dB");
+        assert!((pt - pc).abs() < 0.05, "q{q}: torch {pt} dB vs cpu {pc} dB");
+        assert!(
+            (lt - lc).abs() <= 0.01 * lc + 16.0,
+            "q{q}: torch {lt} vs cpu {lc} bytes"
+        );
+    }
+}
