@@ -910,6 +910,63 @@ impl TchHyperprior {
     }
 }
 
+impl TchHyperprior {
+    /// The same network with one more quality level, trained at `lambda`: every other
+    /// variable is copied, the existing levels keep their gains (so they compute exactly
+    /// what they did), and the new level's gain and inverse gain start on the line through
+    /// the two nearest levels in log(gain) over log(λ), a good start for training on.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a λ that is not positive and finite or already there,
+    /// or a model with a single level (nothing to extrapolate from).
+    pub fn with_level(&self, lambda: f32) -> Result<Self> {
+        let old = &self.cfg.lambdas;
+        if !(lambda.is_finite() && lambda > 0.0) || old.contains(&lambda) || old.len() < 2 {
+            return Err(Error::InvalidArgument(format!(
+                "cannot add a level at λ = {lambda} to the levels {old:?}"
+            )));
+        }
+        let mut lambdas = old.clone();
+        let at = lambdas.partition_point(|&l| l < lambda);
+        lambdas.insert(at, lambda);
+        let cfg = HyperpriorConfig {
+            lambdas,
+            ..self.cfg.clone()
+        };
+        let new = Self::new(cfg, Device::Cpu)?;
+        // The two nearest old levels (below and above, or the two at the end).
+        let (a, b) = match at {
+            0 => (0, 1),
+            k if k >= old.len() => (old.len() - 2, old.len() - 1),
+            k => (k - 1, k),
+        };
+        let t = f64::from((lambda / old[a]).ln()) / f64::from((old[b] / old[a]).ln());
+        let old_vars = self.vs.variables();
+        for (name, mut nt) in new.vs.variables() {
+            let ot = old_vars
+                .get(&name)
+                .ok_or_else(|| Error::InvalidArgument(format!("`{name}` missing")))?
+                .detach()
+                .to_device(Device::Cpu);
+            let v = if name.starts_with("gain.") {
+                let (ga, gb) = (ot.get(a as i64).log(), ot.get(b as i64).log());
+                let row = (&ga + (gb - &ga) * t).exp().unsqueeze(0);
+                let (lo, hi) = (
+                    ot.narrow(0, 0, at as i64),
+                    ot.narrow(0, at as i64, (old.len() - at) as i64),
+                );
+                Tensor::cat(&[lo, row, hi], 0)
+            } else {
+                ot
+            };
+            tch::no_grad(|| nt.f_copy_(&v)).map_err(terr)?;
+        }
+        let mut new = new;
+        new.vs.set_device(self.device());
+        Ok(new)
+    }
+}
+
 /// Where each old index of one tensor dimension goes when M grows from `mo` to `mn` (see
 /// [`TchHyperprior::widened`]).
 fn widen_map(old: i64, new: i64, mo: i64, mn: i64) -> Result<Vec<i64>> {

@@ -345,3 +345,40 @@ fn widening_the_latent_keeps_the_function_and_trains_on() {
         assert!(last < first, "{arch:?}: widened loss {first} -> {last}");
     }
 }
+
+/// Adding a quality level keeps every old level's output (at its shifted index) and puts
+/// the new level where its λ says: below the lowest level in rate for a smaller λ.
+#[test]
+fn adding_a_level_keeps_the_others_and_extrapolates_the_gain() {
+    tch::manual_seed(12);
+    let cfg = HyperpriorConfig {
+        n: 8,
+        m: 12,
+        lambdas: vec![0.01, 0.04],
+        arch: lcodec_models::hyperprior::Arch::Checkerboard,
+    };
+    let tm = TchHyperprior::new(cfg, Device::Cpu).unwrap();
+    let x = Tensor::rand([1, 3, 4, 4], (Kind::Float, Device::Cpu))
+        .upsample_bilinear2d([64, 64], false, None, None);
+    let run = |m: &TchHyperprior, q: i64| {
+        let f = m.forward(&x, &Tensor::from_slice(&[q]), false);
+        (f.x_hat, f.bpp.double_value(&[0]))
+    };
+    let low = tm.with_level(0.0025).unwrap();
+    assert_eq!(low.cfg.lambdas, vec![0.0025, 0.01, 0.04]);
+    for q in 0..2 {
+        let (a, ra) = run(&tm, q);
+        let (b, rb) = run(&low, q + 1);
+        assert_eq!(ra, rb, "level {q}: rate changed");
+        assert_eq!((a - b).abs().max().double_value(&[]), 0.0, "level {q}");
+    }
+    let (_, r_new) = run(&low, 0);
+    let (_, r_old) = run(&tm, 0);
+    assert!(r_new < r_old, "new lowest level {r_new} bpp vs {r_old}");
+    // In the middle, and above the top.
+    let mid = tm.with_level(0.02).unwrap();
+    assert_eq!(mid.cfg.lambdas, vec![0.01, 0.02, 0.04]);
+    let top = tm.with_level(0.1).unwrap();
+    assert_eq!(run(&top, 1).1, run(&tm, 1).1);
+    assert!(tm.with_level(0.01).is_err() && tm.with_level(-1.0).is_err());
+}

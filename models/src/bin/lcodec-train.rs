@@ -37,6 +37,9 @@ enum Cmd {
     /// Widen a checkpoint's latent (M channels) without changing what it computes, so
     /// training can go on with more latent capacity (a higher quality ceiling).
     Widen(WidenArgs),
+    /// Add a quality level (a λ) to a checkpoint; the other levels are unchanged and the
+    /// new one starts from gains extrapolated from its neighbours.
+    AddLevel(AddLevelArgs),
 }
 
 #[derive(Args)]
@@ -160,6 +163,19 @@ struct WidenArgs {
     seed: u64,
 }
 
+#[derive(Args)]
+struct AddLevelArgs {
+    /// Checkpoint directory (ckpt-part*.safetensors + state.txt).
+    #[arg(long)]
+    ckpt: PathBuf,
+    /// New checkpoint directory (same step count, the new λ list in state.txt).
+    #[arg(long)]
+    out: PathBuf,
+    /// λ of the new level.
+    #[arg(long)]
+    lambda: f32,
+}
+
 type Res<T> = std::result::Result<T, String>;
 
 fn main() {
@@ -168,6 +184,7 @@ fn main() {
         Cmd::Image(a) => train(a),
         Cmd::Export(a) => export(a),
         Cmd::Widen(a) => widen(&a),
+        Cmd::AddLevel(a) => add_level(&a),
     };
     if let Err(e) = r {
         eprintln!("lcodec-train: {e}");
@@ -669,6 +686,16 @@ fn widen(a: &WidenArgs) -> Res<()> {
     old.load_checkpoint(&a.ckpt).map_err(|e| e.to_string())?;
     tch::manual_seed(a.seed as i64);
     let new = old.widened(a.m).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
+    let mut log = std::io::stderr();
+    save(&new, &a.out, step, false, &mut log)
+}
+
+fn add_level(a: &AddLevelArgs) -> Res<()> {
+    let (step, cfg) = read_state(&a.ckpt)?;
+    let mut old = TchHyperprior::new(cfg, Device::Cpu).map_err(|e| e.to_string())?;
+    old.load_checkpoint(&a.ckpt).map_err(|e| e.to_string())?;
+    let new = old.with_level(a.lambda).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
     let mut log = std::io::stderr();
     save(&new, &a.out, step, false, &mut log)
