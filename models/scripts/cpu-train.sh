@@ -7,10 +7,11 @@
 #   models/scripts/cpu-train.sh stop              # stop at once (loses the steps since the last checkpoint)
 #   models/scripts/cpu-train.sh finish STEPS OUT  # lr/10 for STEPS more steps from the main run, into OUT (the run to export)
 #
-# The main run lives in target-imgtrain/ckpt (gitignored): checkerboard N=96 M=128 (a resumed
-# run takes N and M from state.txt, so --n/--m below only matter for a fresh start), 8 quality
-# levels, batch 4 of 256x256 crops, Adam lr 5e-4, all of ../shared/data/images/train, eval on 2
-# Kodak images every 5000 steps. It resumes from target-imgtrain/ckpt/state.txt whenever that
+# The main run lives in target-imgtrain/ckpt (gitignored): checkerboard N=96 M=128, 9 quality
+# levels (the lowest, λ=0.0006, added at step 32,000 with `lcodec-train add-level`; a resumed
+# run takes N, M and the λs from state.txt, so the values below only matter for a fresh
+# start), batch 4 of 256x256 crops, Adam lr 5e-4, all of ../shared/data/images/train, eval on
+# 2 Kodak images every 5000 steps. It resumes from target-imgtrain/ckpt/state.txt whenever that
 # exists, so every session can add steps. `finish` never touches the main run: it resumes from
 # it into OUT with the learning rate dropped 10x for the whole extra stretch.
 set -euo pipefail
@@ -20,7 +21,7 @@ DIR=target-imgtrain
 CK="$DIR/ckpt"
 BIN="${CARGO_TARGET_DIR:-$ROOT/target-gpu-build}/release/lcodec-train"
 DATA="${LCODEC_DATA:-/work/shared/data/images}"
-LAMBDAS=0.0018,0.0035,0.0067,0.013,0.025,0.0483,0.0932,0.18
+LAMBDAS=0.0006,0.0018,0.0035,0.0067,0.013,0.025,0.0483,0.0932,0.18
 build() {
     if [[ ! -x "$BIN" ]]; then
         export LIBTORCH="$("$ROOT/scripts/setup-torch.sh")"

@@ -358,8 +358,12 @@ fn adding_a_level_keeps_the_others_and_extrapolates_the_gain() {
         arch: lcodec_models::hyperprior::Arch::Checkerboard,
     };
     let tm = TchHyperprior::new(cfg, Device::Cpu).unwrap();
-    let x = Tensor::rand([1, 3, 4, 4], (Kind::Float, Device::Cpu))
-        .upsample_bilinear2d([64, 64], false, None, None);
+    let x = Tensor::rand([1, 3, 4, 4], (Kind::Float, Device::Cpu)).upsample_bilinear2d(
+        [64, 64],
+        false,
+        None,
+        None,
+    );
     let run = |m: &TchHyperprior, q: i64| {
         let f = m.forward(&x, &Tensor::from_slice(&[q]), false);
         (f.x_hat, f.bpp.double_value(&[0]))
