@@ -367,8 +367,15 @@ fn a_photo_is_coded_lossily_with_a_note_and_raw_stays_exact() {
     // IHDR width and height: 96 x 64.
     assert_eq!(&out[16..24], &[0, 0, 0, 96, 0, 0, 0, 64]);
     let o = lcodec(&["encode", s(&png), "-o", s(&lc), "-f", "--codec", "raw"]);
-    assert!(o.status.success() && stderr(&o).is_empty(), "{}", stderr(&o));
+    assert!(
+        o.status.success() && stderr(&o).is_empty(),
+        "{}",
+        stderr(&o)
+    );
     let o = lcodec(&["decode", s(&lc), "-o", s(&back), "-f"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(std::fs::read(&back).expect("read"), std::fs::read(&png).expect("read"));
+    assert_eq!(
+        std::fs::read(&back).expect("read"),
+        std::fs::read(&png).expect("read")
+    );
 }
