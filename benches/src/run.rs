@@ -10,7 +10,6 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use rayon::prelude::*;
 
 use crate::media::{self, Audio, Video};
 use crate::metrics::{self, Image8};
@@ -451,42 +450,72 @@ pub fn sweep(cfg: &SweepConfig, registry: &lcodec::Registry) -> anyhow::Result<S
         indicatif::ProgressBar::hidden()
     };
 
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(cfg.threads)
-        .build()
-        .context("starting the thread pool")?;
-    let per_input: Vec<anyhow::Result<Vec<Row>>> = pool.install(|| {
-        paths
-            .par_iter()
-            .zip(names.par_iter())
-            .map(|(path, name)| {
-                let prep = prepare(kind, path, name.clone(), cfg.codec_threads)?;
-                let rows: Vec<Row> = jobs_per_input
-                    .par_iter()
-                    .map(|&(ri, level)| {
-                        let runner = runners[ri];
-                        let row = run_job(cfg, registry, runner, level, &prep);
-                        bar.set_message(format!("{} {}", row.codec, row.file));
-                        bar.inc(1);
-                        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                        if text_progress && total >= 20 && n % total.div_ceil(10) == 0 {
-                            eprintln!("progress: {n}/{total} runs");
-                        }
-                        if let Some(e) = &row.error {
-                            note(format!("{} {} {}: {e}", row.file, row.codec, row.setting));
-                        } else if row.exact == Some(false) {
-                            note(format!(
-                                "{} {} {}: round trip is NOT exact",
-                                row.file, row.codec, row.setting
-                            ));
-                        }
-                        row
-                    })
-                    .collect();
-                Ok(rows)
-            })
-            .collect()
+    // Runs go to plain threads that take the next job from a counter, not to a rayon pool:
+    // a rayon worker waiting for an lcodec run's own thread pool may pick up other queued
+    // runs meanwhile, and the time measured for its run would then include theirs
+    // (seen as 100+ s "encodes" of a 1 s job).
+    let threads = match cfg.threads {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        n => n,
+    };
+    let njobs = jobs_per_input.len();
+    let preps: Vec<std::sync::OnceLock<anyhow::Result<Prepared>>> =
+        paths.iter().map(|_| std::sync::OnceLock::new()).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let finished: Mutex<Vec<(usize, usize, Row)>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(paths.len() * njobs).max(1) {
+            s.spawn(|| {
+                loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if k >= paths.len() * njobs {
+                        break;
+                    }
+                    let (ii, ji) = (k / njobs, k % njobs);
+                    let prep = preps[ii].get_or_init(|| {
+                        prepare(kind, &paths[ii], names[ii].clone(), cfg.codec_threads)
+                    });
+                    let Ok(prep) = prep else { continue };
+                    let (ri, level) = jobs_per_input[ji];
+                    let row = run_job(cfg, registry, runners[ri], level, prep);
+                    bar.set_message(format!("{} {}", row.codec, row.file));
+                    bar.inc(1);
+                    let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    if text_progress && total >= 20 && n % total.div_ceil(10) == 0 {
+                        eprintln!("progress: {n}/{total} runs");
+                    }
+                    if let Some(e) = &row.error {
+                        note(format!("{} {} {}: {e}", row.file, row.codec, row.setting));
+                    } else if row.exact == Some(false) {
+                        note(format!(
+                            "{} {} {}: round trip is NOT exact",
+                            row.file, row.codec, row.setting
+                        ));
+                    }
+                    finished
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push((ii, ji, row));
+                }
+            });
+        }
     });
+    let mut finished = finished
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    finished.sort_by_key(|&(ii, ji, _)| (ii, ji));
+    let mut by_input: Vec<Vec<Row>> = paths.iter().map(|_| Vec::new()).collect();
+    for (ii, _, row) in finished {
+        by_input[ii].push(row);
+    }
+    let per_input: Vec<anyhow::Result<Vec<Row>>> = preps
+        .into_iter()
+        .zip(by_input)
+        .map(|(p, rows)| match p.into_inner() {
+            Some(Err(e)) => Err(e),
+            _ => Ok(rows),
+        })
+        .collect();
     bar.finish_and_clear();
     // An input that cannot be read or decoded is skipped with a note; the others go on.
     let mut rows = Vec::new();
@@ -519,7 +548,7 @@ pub fn sweep(cfg: &SweepConfig, registry: &lcodec::Registry) -> anyhow::Result<S
         rows,
         notes,
         codec_threads: cfg.codec_threads,
-        threads: pool.current_num_threads(),
+        threads,
         references,
     })
 }
