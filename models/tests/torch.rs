@@ -36,6 +36,45 @@ fn rel(a: &Array3<f32>, b: &Array3<f32>) -> f32 {
 /// summation orders / FMA; measured ~1e-6).
 const TOL: f32 = 1e-4;
 
+/// A small two-level model (N=8, M=12, λ 0.01 and 0.04), seeded.
+fn two_level_model(seed: i64, arch: lcodec_models::hyperprior::Arch) -> TchHyperprior {
+    tch::manual_seed(seed);
+    let cfg = HyperpriorConfig {
+        n: 8,
+        m: 12,
+        lambdas: vec![0.01, 0.04],
+        arch,
+    };
+    TchHyperprior::new(cfg, Device::Cpu).unwrap()
+}
+
+/// A batch of 4 smooth 64x64 pictures at levels 0, 1, 0, 1 and their λs.
+fn two_level_batch() -> (Tensor, Tensor, Tensor) {
+    let base = Tensor::rand([4, 3, 4, 4], (Kind::Float, Device::Cpu));
+    (
+        base.upsample_bilinear2d([64, 64], false, None, None),
+        Tensor::from_slice(&[0i64, 1, 0, 1]),
+        Tensor::from_slice(&[0.01f32, 0.04, 0.01, 0.04]),
+    )
+}
+
+/// `steps` Adam steps (lr 2e-3, clip 1.0) on rate + λ·255²·MSE; the loss of each step.
+fn train_steps(m: &TchHyperprior, batch: &(Tensor, Tensor, Tensor), steps: usize) -> Vec<f64> {
+    let (x, q, lam) = batch;
+    let mut opt = tch::nn::Adam::default().build(&m.vs, 2e-3).unwrap();
+    (0..steps)
+        .map(|_| {
+            let f = m.forward(x, q, true);
+            let loss = (&f.bpp + lam * (255.0 * 255.0) * &f.mse).mean(Kind::Float);
+            opt.zero_grad();
+            loss.backward();
+            opt.clip_grad_norm(1.0);
+            opt.step();
+            loss.double_value(&[])
+        })
+        .collect()
+}
+
 #[test]
 fn tch_and_cpu_backends_agree() {
     tch::manual_seed(11);
@@ -235,29 +274,8 @@ fn checkerboard_backends_agree_and_quantize_identically() {
 
 #[test]
 fn checkerboard_training_decreases_the_loss_and_exports() {
-    tch::manual_seed(6);
-    let cfg = HyperpriorConfig {
-        n: 8,
-        m: 12,
-        lambdas: vec![0.01, 0.04],
-        arch: lcodec_models::hyperprior::Arch::Checkerboard,
-    };
-    let tm = TchHyperprior::new(cfg, Device::Cpu).unwrap();
-    let mut opt = tch::nn::Adam::default().build(&tm.vs, 2e-3).unwrap();
-    let base = Tensor::rand([4, 3, 4, 4], (Kind::Float, Device::Cpu));
-    let x = base.upsample_bilinear2d([64, 64], false, None, None);
-    let q = Tensor::from_slice(&[0i64, 1, 0, 1]);
-    let lam = Tensor::from_slice(&[0.01f32, 0.04, 0.01, 0.04]);
-    let mut losses = vec![];
-    for _ in 0..60 {
-        let f = tm.forward(&x, &q, true);
-        let loss = (&f.bpp + &lam * (255.0 * 255.0) * &f.mse).mean(Kind::Float);
-        opt.zero_grad();
-        loss.backward();
-        opt.clip_grad_norm(1.0);
-        opt.step();
-        losses.push(loss.double_value(&[]));
-    }
+    let tm = two_level_model(6, lcodec_models::hyperprior::Arch::Checkerboard);
+    let losses = train_steps(&tm, &two_level_batch(), 60);
     let first: f64 = losses[..5].iter().sum::<f64>() / 5.0;
     let last: f64 = losses[losses.len() - 5..].iter().sum::<f64>() / 5.0;
     println!("checkerboard loss {first:.3} -> {last:.3}");
@@ -297,37 +315,14 @@ fn widening_the_latent_keeps_the_function_and_trains_on() {
         lcodec_models::hyperprior::Arch::Checkerboard,
         lcodec_models::hyperprior::Arch::MeanScale,
     ] {
-        tch::manual_seed(11);
-        let cfg = HyperpriorConfig {
-            n: 8,
-            m: 12,
-            lambdas: vec![0.01, 0.04],
-            arch,
-        };
-        let tm = TchHyperprior::new(cfg, Device::Cpu).unwrap();
-        let base = Tensor::rand([4, 3, 4, 4], (Kind::Float, Device::Cpu));
-        let x = base.upsample_bilinear2d([64, 64], false, None, None);
-        let q = Tensor::from_slice(&[0i64, 1, 0, 1]);
-        let lam = Tensor::from_slice(&[0.01f32, 0.04, 0.01, 0.04]);
-        let train = |m: &TchHyperprior, steps: usize| -> Vec<f64> {
-            let mut opt = tch::nn::Adam::default().build(&m.vs, 2e-3).unwrap();
-            (0..steps)
-                .map(|_| {
-                    let f = m.forward(&x, &q, true);
-                    let loss = (&f.bpp + &lam * (255.0 * 255.0) * &f.mse).mean(Kind::Float);
-                    opt.zero_grad();
-                    loss.backward();
-                    opt.clip_grad_norm(1.0);
-                    opt.step();
-                    loss.double_value(&[])
-                })
-                .collect()
-        };
-        train(&tm, 30);
+        let tm = two_level_model(11, arch);
+        let batch = two_level_batch();
+        let (x, q) = (&batch.0, &batch.1);
+        train_steps(&tm, &batch, 30);
         let wide = tm.widened(20).unwrap();
         assert_eq!(wide.cfg.m, 20);
         assert!(tm.widened(12).is_err());
-        let (a, b) = (tm.forward(&x, &q, false), wide.forward(&x, &q, false));
+        let (a, b) = (tm.forward(x, q, false), wide.forward(x, q, false));
         let dx = (&a.x_hat - &b.x_hat).abs().max().double_value(&[]);
         let (ra, rb) = (
             a.bpp.mean(Kind::Float).double_value(&[]),
@@ -339,7 +334,7 @@ fn widening_the_latent_keeps_the_function_and_trains_on() {
             (ra - rb).abs() < 1e-3 * ra.max(1.0),
             "{arch:?}: bpp {ra} -> {rb}"
         );
-        let losses = train(&wide, 40);
+        let losses = train_steps(&wide, &batch, 40);
         let (first, last) = (losses[0], losses[losses.len() - 1]);
         assert!(losses.iter().all(|l| l.is_finite()));
         assert!(last < first, "{arch:?}: widened loss {first} -> {last}");
@@ -350,14 +345,7 @@ fn widening_the_latent_keeps_the_function_and_trains_on() {
 /// the new level where its λ says: below the lowest level in rate for a smaller λ.
 #[test]
 fn adding_a_level_keeps_the_others_and_extrapolates_the_gain() {
-    tch::manual_seed(12);
-    let cfg = HyperpriorConfig {
-        n: 8,
-        m: 12,
-        lambdas: vec![0.01, 0.04],
-        arch: lcodec_models::hyperprior::Arch::Checkerboard,
-    };
-    let tm = TchHyperprior::new(cfg, Device::Cpu).unwrap();
+    let tm = two_level_model(12, lcodec_models::hyperprior::Arch::Checkerboard);
     let x = Tensor::rand([1, 3, 4, 4], (Kind::Float, Device::Cpu)).upsample_bilinear2d(
         [64, 64],
         false,
