@@ -172,7 +172,11 @@ fn image_sweep_runs_the_peers_and_writes_csv_svg_and_summary() {
                 .skip_while(|l| !l.contains("lcodec against each curve on psnr"))
                 .find(|l| l.starts_with("| lcodec-image | webp |"))
                 .unwrap_or_else(|| panic!("no head-to-head row:\n{summary}"));
-            assert!(row.trim_end().ends_with("% |"), "{row}");
+            // On Kodak the curves overlap; two generated pictures may not.
+            assert!(
+                row.trim_end().ends_with("% |") || (kodak.is_none() && row.contains("n/a")),
+                "{row}"
+            );
         }
     }
 }
