@@ -681,22 +681,25 @@ fn export(a: ExportArgs) -> Res<()> {
 }
 
 fn widen(a: &WidenArgs) -> Res<()> {
-    let (step, cfg) = read_state(&a.ckpt)?;
-    let mut old = TchHyperprior::new(cfg, Device::Cpu).map_err(|e| e.to_string())?;
-    old.load_checkpoint(&a.ckpt).map_err(|e| e.to_string())?;
     tch::manual_seed(a.seed as i64);
-    let new = old.widened(a.m).map_err(|e| e.to_string())?;
-    std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
-    let mut log = std::io::stderr();
-    save(&new, &a.out, step, false, &mut log)
+    rewrite_checkpoint(&a.ckpt, &a.out, |m| m.widened(a.m))
 }
 
 fn add_level(a: &AddLevelArgs) -> Res<()> {
-    let (step, cfg) = read_state(&a.ckpt)?;
+    rewrite_checkpoint(&a.ckpt, &a.out, |m| m.with_level(a.lambda))
+}
+
+/// Loads the checkpoint in `ckpt`, turns it into another network with `f`, and writes that
+/// to `out` at the same step (its own state.txt).
+fn rewrite_checkpoint(
+    ckpt: &Path,
+    out: &Path,
+    f: impl FnOnce(&TchHyperprior) -> lcodec_core::Result<TchHyperprior>,
+) -> Res<()> {
+    let (step, cfg) = read_state(ckpt)?;
     let mut old = TchHyperprior::new(cfg, Device::Cpu).map_err(|e| e.to_string())?;
-    old.load_checkpoint(&a.ckpt).map_err(|e| e.to_string())?;
-    let new = old.with_level(a.lambda).map_err(|e| e.to_string())?;
-    std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
-    let mut log = std::io::stderr();
-    save(&new, &a.out, step, false, &mut log)
+    old.load_checkpoint(ckpt).map_err(|e| e.to_string())?;
+    let new = f(&old).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    save(&new, out, step, false, &mut std::io::stderr())
 }
