@@ -17,7 +17,8 @@ if ! LIBTORCH="$(scripts/setup-torch.sh)"; then
     exit 0
 fi
 export LIBTORCH
-# A target directory of its own: the torch features would otherwise rebuild the default one.
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target-torch}"
-cargo test --release -p lcodec-models -p lcodec-image -p lcodec-text \
+# The default target directory and the test profile: the dependencies built for
+# `cargo test --workspace` are reused (the crates whose features differ get artifacts of
+# their own beside the default ones), so CI's disk holds one build, not two.
+cargo test -p lcodec-models -p lcodec-image -p lcodec-text \
     --features lcodec-models/torch,lcodec-image/torch,lcodec-text/torch
