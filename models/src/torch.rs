@@ -967,6 +967,51 @@ impl TchHyperprior {
     }
 }
 
+impl TchHyperprior {
+    /// The same network with only the quality levels `keep` (0-based, ascending, no
+    /// repeats): every variable is copied and the kept levels' gains too, so each kept
+    /// level computes exactly what it did. Used to fine-tune a network for a few levels
+    /// (the top ones, where one network shared by every level runs out of capacity).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an empty, unsorted or out-of-range `keep`.
+    pub fn with_levels(&self, keep: &[usize]) -> Result<Self> {
+        let old = &self.cfg.lambdas;
+        if keep.is_empty()
+            || keep.windows(2).any(|w| w[0] >= w[1])
+            || keep.iter().any(|&k| k >= old.len())
+        {
+            return Err(Error::InvalidArgument(format!(
+                "cannot keep the levels {keep:?} (0-based, ascending) of {} levels",
+                old.len()
+            )));
+        }
+        let cfg = HyperpriorConfig {
+            lambdas: keep.iter().map(|&k| old[k]).collect(),
+            ..self.cfg.clone()
+        };
+        let new = Self::new(cfg, Device::Cpu)?;
+        let idx = Tensor::from_slice(&keep.iter().map(|&k| k as i64).collect::<Vec<_>>());
+        let old_vars = self.vs.variables();
+        for (name, mut nt) in new.vs.variables() {
+            let ot = old_vars
+                .get(&name)
+                .ok_or_else(|| Error::InvalidArgument(format!("`{name}` missing")))?
+                .detach()
+                .to_device(Device::Cpu);
+            let v = if name.starts_with("gain.") {
+                ot.index_select(0, &idx)
+            } else {
+                ot
+            };
+            tch::no_grad(|| nt.f_copy_(&v)).map_err(terr)?;
+        }
+        let mut new = new;
+        new.vs.set_device(self.device());
+        Ok(new)
+    }
+}
+
 /// Where each old index of one tensor dimension goes when M grows from `mo` to `mn` (see
 /// [`TchHyperprior::widened`]).
 fn widen_map(old: i64, new: i64, mo: i64, mn: i64) -> Result<Vec<i64>> {

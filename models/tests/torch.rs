@@ -374,3 +374,33 @@ fn adding_a_level_keeps_the_others_and_extrapolates_the_gain() {
     assert_eq!(run(&top, 1).1, run(&tm, 1).1);
     assert!(tm.with_level(0.01).is_err() && tm.with_level(-1.0).is_err());
 }
+
+/// Keeping a subset of the levels keeps each kept level's output exactly, and refuses
+/// empty, unsorted or out-of-range lists.
+#[test]
+fn keeping_levels_keeps_their_outputs() {
+    let tm = two_level_model(12, lcodec_models::hyperprior::Arch::Checkerboard)
+        .with_level(0.02)
+        .unwrap();
+    let x = Tensor::rand([1, 3, 4, 4], (Kind::Float, Device::Cpu)).upsample_bilinear2d(
+        [64, 64],
+        false,
+        None,
+        None,
+    );
+    let run = |m: &TchHyperprior, q: i64| {
+        let f = m.forward(&x, &Tensor::from_slice(&[q]), false);
+        (f.x_hat, f.bpp.double_value(&[0]))
+    };
+    let top = tm.with_levels(&[1, 2]).unwrap();
+    assert_eq!(top.cfg.lambdas, vec![0.02, 0.04]);
+    for (new_q, old_q) in [(0, 1), (1, 2)] {
+        let (a, ra) = run(&tm, old_q);
+        let (b, rb) = run(&top, new_q);
+        assert_eq!(ra, rb, "level {old_q}: rate changed");
+        assert_eq!((a - b).abs().max().double_value(&[]), 0.0, "level {old_q}");
+    }
+    for bad in [&[][..], &[2, 1], &[1, 1], &[3]] {
+        assert!(tm.with_levels(bad).is_err(), "{bad:?} accepted");
+    }
+}

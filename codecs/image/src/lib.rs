@@ -269,6 +269,7 @@ fn to_u8(v: f32) -> u8 {
 }
 
 /// A model the codec may use: loaded now, or a file loaded on first use.
+#[derive(Clone)]
 struct Slot {
     id: String,
     path: Option<PathBuf>,
@@ -291,11 +292,71 @@ impl Slot {
     }
 }
 
+/// Name of the file, in a weights directory, that maps `--quality` to models and levels
+/// (see [`parse_ladder`]).
+pub const LADDER_FILE: &str = "image-ladder.txt";
+
+/// One rung of a quality ladder: `--quality` takes level `level` (0-based) of `model`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rung {
+    /// Model id (weights file stem).
+    pub model: String,
+    /// Quality level of that model, 0-based.
+    pub level: usize,
+}
+
+/// Parses a quality ladder: one line `QUALITY MODEL LEVEL` per quality (1, 2, 3, … in
+/// order; `LEVEL` 1-based as `--quality` counts a single model's levels); `#` starts a
+/// comment. A ladder lets a model fine-tuned for some levels (the top ones) serve them
+/// while another model serves the rest. Decoding does not use it: a file names its model
+/// and level.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] naming the line for anything else.
+pub fn parse_ladder(text: &str) -> Result<Vec<Rung>> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let bad = |what: &str| {
+            Error::InvalidArgument(format!(
+                "{LADDER_FILE} line {}: {what} (expected `QUALITY MODEL LEVEL`)",
+                i + 1
+            ))
+        };
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [q, model, level] = f[..] else {
+            return Err(bad(&format!("{} fields", f.len())));
+        };
+        if q.parse::<usize>().ok() != Some(out.len() + 1) {
+            return Err(bad(&format!("quality `{q}`, expected {}", out.len() + 1)));
+        }
+        let level = match level.parse::<usize>() {
+            Ok(l) if l >= 1 => l - 1,
+            _ => return Err(bad(&format!("level `{level}`"))),
+        };
+        out.push(Rung {
+            model: model.to_string(),
+            level,
+        });
+    }
+    if out.is_empty() {
+        return Err(Error::InvalidArgument(format!("{LADDER_FILE}: no rungs")));
+    }
+    Ok(out)
+}
+
 /// The learned image codec with one or more models (the first is the default for
-/// encoding; decoding picks the model named in the file).
+/// encoding; decoding picks the model named in the file), and optionally a quality ladder
+/// spanning several models.
 #[derive(Clone)]
 pub struct ImageCodec {
     slots: Arc<Vec<Slot>>,
+    /// `--quality` → (slot, level), or why the ladder file is unusable (reported when an
+    /// encode needs it, so a bad file is never silently ignored).
+    ladder: Option<std::result::Result<Arc<Vec<(usize, usize)>>, String>>,
 }
 
 impl std::fmt::Debug for ImageCodec {
@@ -322,6 +383,7 @@ impl ImageCodec {
         let _ = slot.loaded.set(Ok(Arc::new(m)));
         Ok(Self {
             slots: Arc::new(vec![slot]),
+            ladder: None,
         })
     }
 
@@ -357,7 +419,63 @@ impl ImageCodec {
         }
         Ok(Self {
             slots: Arc::new(slots),
+            ladder: None,
         })
+    }
+
+    /// This codec with a quality ladder (see [`parse_ladder`]): `--quality Q` encodes with
+    /// the model and level of rung `Q`, and the first rung's model becomes the default.
+    /// `ladder` is the ladder or why it could not be read; an unusable ladder (or one
+    /// naming a model that is not here) makes encoding without `-p model=` fail with that
+    /// reason.
+    #[must_use]
+    pub fn with_ladder(mut self, ladder: Result<Vec<Rung>>) -> Self {
+        let resolved = ladder.map_err(|e| e.to_string()).and_then(|rungs| {
+            let mut slots: Vec<Slot> = self.slots.iter().cloned().collect();
+            if let Some(i) = slots.iter().position(|s| s.id == rungs[0].model) {
+                let s = slots.remove(i);
+                slots.insert(0, s);
+            }
+            self.slots = Arc::new(slots);
+            rungs
+                .iter()
+                .enumerate()
+                .map(|(q, r)| {
+                    self.slots
+                        .iter()
+                        .position(|s| s.id == r.model)
+                        .map(|i| (i, r.level))
+                        .ok_or_else(|| {
+                            format!(
+                                "{LADDER_FILE}: quality {} names model `{}`, which is not here (have: {})",
+                                q + 1,
+                                r.model,
+                                self.model_ids().join(", ")
+                            )
+                        })
+                })
+                .collect::<std::result::Result<Vec<_>, String>>()
+                .map(Arc::new)
+        });
+        self.ladder = Some(resolved);
+        self
+    }
+
+    /// The quality ladder in use: `(model id, level)` (0-based) per `--quality`, `None`
+    /// without one.
+    ///
+    /// # Errors
+    /// The reason a ladder file is unusable.
+    pub fn ladder(&self) -> Result<Option<Vec<(String, usize)>>> {
+        match &self.ladder {
+            None => Ok(None),
+            Some(Err(e)) => Err(Error::InvalidArgument(format!("image: {e}"))),
+            Some(Ok(l)) => Ok(Some(
+                l.iter()
+                    .map(|&(i, lv)| (self.slots[i].id.clone(), lv))
+                    .collect(),
+            )),
+        }
     }
 
     /// Ids of the models, default first.
@@ -376,8 +494,12 @@ impl ImageCodec {
             .get()
     }
 
-    /// Number of quality levels of the default model (0 if it does not load).
+    /// Number of quality levels: the ladder's rungs, else the default model's levels (0
+    /// if it does not load).
     pub fn levels(&self) -> usize {
+        if let Some(Ok(l)) = &self.ladder {
+            return l.len();
+        }
         self.default_model().map(|m| m.levels()).unwrap_or(0)
     }
 
@@ -441,18 +563,56 @@ impl ImageCodec {
             .encode_rgb_torch(net, rgb, w, h, quality_index)
     }
 
-    fn slot_for_encode(&self, opts: &EncodeOptions) -> Result<&Slot> {
-        match opts.params.get(MODEL_PARAM) {
-            None => self
-                .slots
+    /// The model slot and 0-based level an encode uses: `-p model=ID` picks a model
+    /// and `--quality` counts its levels; otherwise the ladder (when there is one) or the
+    /// default model's levels. The default quality is the middle one.
+    fn pick_for_encode(&self, opts: &EncodeOptions) -> Result<(&Slot, usize)> {
+        let range_err = |q: u32, n: usize| {
+            Error::InvalidArgument(format!("image: --quality {q} (expected 1..={n})"))
+        };
+        let quality = |n: usize| -> Result<usize> {
+            let q = opts.quality.unwrap_or((n as u32).div_ceil(2).max(1));
+            if q == 0 || q as usize > n {
+                return Err(range_err(q, n));
+            }
+            Ok(q as usize - 1)
+        };
+        let default = || {
+            self.slots
                 .first()
-                .ok_or_else(|| Error::codec("image", "no model")),
-            Some(id) => self.slots.iter().find(|s| &s.id == id).ok_or_else(|| {
+                .ok_or_else(|| Error::codec("image", "no model"))
+        };
+        if let Some(id) = opts.params.get(MODEL_PARAM) {
+            let slot = self.slots.iter().find(|s| &s.id == id).ok_or_else(|| {
                 Error::InvalidArgument(format!(
                     "image: no model `{id}` (have: {})",
                     self.model_ids().join(", ")
                 ))
-            }),
+            })?;
+            let qi = quality(slot.get()?.levels())?;
+            return Ok((slot, qi));
+        }
+        match &self.ladder {
+            None => {
+                let slot = default()?;
+                let qi = quality(slot.get()?.levels())?;
+                Ok((slot, qi))
+            }
+            Some(Err(e)) => Err(Error::InvalidArgument(format!("image: {e}"))),
+            Some(Ok(l)) => {
+                let (i, level) = l[quality(l.len())?];
+                let slot = &self.slots[i];
+                let n = slot.get()?.levels();
+                if level >= n {
+                    return Err(Error::InvalidArgument(format!(
+                        "image: {LADDER_FILE} gives quality {} level {} of `{}`, which has {n}",
+                        quality(l.len())? + 1,
+                        level + 1,
+                        slot.id
+                    )));
+                }
+                Ok((slot, level))
+            }
         }
     }
 
@@ -566,9 +726,19 @@ pub fn discover() -> Option<ImageCodec> {
 }
 
 /// [`discover`] over the given locations (directories or weights files), in order.
+/// A directory's [`LADDER_FILE`], when it has one, is the quality ladder.
 pub fn discover_in(dirs: &[PathBuf]) -> Option<ImageCodec> {
-    dirs.iter()
-        .find_map(|d| ImageCodec::from_paths(&weight_files(d)).ok())
+    dirs.iter().find_map(|d| {
+        let c = ImageCodec::from_paths(&weight_files(d)).ok()?;
+        let ladder = d.join(LADDER_FILE);
+        if !d.is_dir() || !ladder.exists() {
+            return Some(c);
+        }
+        let rungs = std::fs::read_to_string(&ladder)
+            .map_err(|e| Error::InvalidArgument(format!("{}: {e}", ladder.display())))
+            .and_then(|t| parse_ladder(&t));
+        Some(c.with_ladder(rungs))
+    })
 }
 
 /// Runs `f` on a rayon pool of `threads` workers (0: the global pool, all cores). The
@@ -787,16 +957,9 @@ impl Codec for ImageCodec {
                 img.bit_depth
             );
         }
-        let slot = self.slot_for_encode(opts)?;
+        let (slot, qi) = self.pick_for_encode(opts)?;
         let model = slot.get()?;
         let levels = model.levels();
-        let quality = opts.quality.unwrap_or((levels as u32).div_ceil(2).max(1));
-        if quality == 0 || quality as usize > levels {
-            return Err(Error::InvalidArgument(format!(
-                "image: --quality {quality} (expected 1..={levels})"
-            )));
-        }
-        let qi = quality as usize - 1;
         let (w, h) = (img.width, img.height);
         let payload = with_threads(opts.threads, || model.encode_rgb(&img.rgb, w, h, qi))?;
         let alpha_chunk = match &img.alpha {

@@ -437,6 +437,123 @@ fn discovery_finds_weights_and_decode_picks_the_model_of_the_file() {
     assert!(default[1].ends_with("models/weights"));
 }
 
+/// A ladder file spreads `--quality` over two models: each quality encodes with the model
+/// and level its rung names (the header says which), decodes, and the default model is
+/// the first rung's. Bad ladders are errors naming the line, reported when an encode needs
+/// the ladder; `-p model=` still counts that model's own levels.
+#[test]
+fn a_quality_ladder_spans_two_models() {
+    use lcodec_image::{LADDER_FILE, Rung, parse_ladder};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("base.safetensors"), ckbd_weights(3)).unwrap();
+    std::fs::write(dir.path().join("a-top.safetensors"), ckbd_weights(4)).unwrap();
+    std::fs::write(
+        dir.path().join(LADDER_FILE),
+        "# quality model level\n1 base 1\n2 base 2  # middle\n\n3 a-top 2\n4 a-top 3\n",
+    )
+    .unwrap();
+    let dirs = vec![dir.path().to_path_buf()];
+    let c = lcodec_image::discover_in(&dirs).unwrap();
+    assert_eq!(c.levels(), 4);
+    assert_eq!(
+        c.model_ids()[0],
+        "base",
+        "the first rung's model is the default"
+    );
+    let want = [("base", 0u8), ("base", 1), ("a-top", 1), ("a-top", 2)];
+    assert_eq!(
+        c.ladder().unwrap().unwrap(),
+        want.iter()
+            .map(|&(m, l)| (m.to_string(), l as usize))
+            .collect::<Vec<_>>()
+    );
+    let input = fixture_png(64, 64);
+    for (q, &(model, level)) in want.iter().enumerate() {
+        let f = encode_file(&c, &input, Some(q as u32 + 1));
+        let h = read_header(&mut &f[..], &Limits::default()).unwrap();
+        assert_eq!(
+            (h.model.id.as_str(), h.params[1]),
+            (model, level),
+            "q{}",
+            q + 1
+        );
+        decode_file(&c, &f).unwrap();
+    }
+    // Default quality: the middle rung.
+    let f = encode_file(&c, &input, None);
+    assert_eq!(
+        read_header(&mut &f[..], &Limits::default())
+            .unwrap()
+            .model
+            .id,
+        "base"
+    );
+    // -p model= counts that model's levels, not the ladder's.
+    let mut out = Vec::new();
+    let mut sink = ChunkSink::new(&mut out, c.info(), None);
+    let mut opts = EncodeOptions {
+        quality: Some(1),
+        ..Default::default()
+    };
+    opts.params.insert("model".into(), "a-top".into());
+    c.encode(&mut &input[..], &mut sink, &opts).unwrap();
+    let h = read_header(&mut &out[..], &Limits::default()).unwrap();
+    assert_eq!((h.model.id.as_str(), h.params[1]), ("a-top", 0));
+    let q5 = EncodeOptions {
+        quality: Some(5),
+        ..Default::default()
+    };
+    let err = c
+        .encode(
+            &mut &input[..],
+            &mut ChunkSink::new(&mut Vec::new(), c.info(), None),
+            &q5,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("expected 1..=4"), "{err}");
+
+    // Parsing: the line and what is wrong.
+    assert_eq!(
+        parse_ladder("1 m 2\n").unwrap(),
+        vec![Rung {
+            model: "m".into(),
+            level: 1
+        }]
+    );
+    for (text, says) in [
+        ("2 m 1\n", "line 1: quality `2`, expected 1"),
+        ("1 m 1\n1 m 2\n", "line 2: quality `1`, expected 2"),
+        ("1 m 0\n", "line 1: level `0`"),
+        ("1 m\n", "line 1: 2 fields"),
+        ("# nothing\n", "no rungs"),
+    ] {
+        let e = parse_ladder(text).unwrap_err().to_string();
+        assert!(e.contains(says), "{text:?}: {e}");
+    }
+    // A ladder naming a missing model, or a level the model lacks: encoding says so.
+    for (text, says) in [
+        ("1 base 1\n2 gone 1\n", "model `gone`, which is not here"),
+        ("1 base 1\n2 base 9\n", "level 9 of `base`, which has 3"),
+        ("1 base x\n", "line 1: level `x`"),
+    ] {
+        std::fs::write(dir.path().join(LADDER_FILE), text).unwrap();
+        let c = lcodec_image::discover_in(&dirs).unwrap();
+        let q2 = EncodeOptions {
+            quality: Some(2),
+            ..Default::default()
+        };
+        let e = c
+            .encode(
+                &mut &input[..],
+                &mut ChunkSink::new(&mut Vec::new(), c.info(), None),
+                &q2,
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(says) && e.contains(LADDER_FILE), "{text:?}: {e}");
+    }
+}
+
 /// A PNG signature, IHDR and an empty IDAT: enough for the sniffer to see the size.
 fn png_head(w: u32, h: u32) -> Vec<u8> {
     fn crc32(bytes: &[u8]) -> u32 {

@@ -40,6 +40,9 @@ enum Cmd {
     /// Add a quality level (a λ) to a checkpoint; the other levels are unchanged and the
     /// new one starts from gains extrapolated from its neighbours.
     AddLevel(AddLevelArgs),
+    /// Keep only some quality levels of a checkpoint (each computes what it did), to
+    /// fine-tune a network for those levels alone.
+    KeepLevels(KeepLevelsArgs),
 }
 
 #[derive(Args)]
@@ -176,6 +179,19 @@ struct AddLevelArgs {
     lambda: f32,
 }
 
+#[derive(Args)]
+struct KeepLevelsArgs {
+    /// Checkpoint directory (ckpt-part*.safetensors + state.txt).
+    #[arg(long)]
+    ckpt: PathBuf,
+    /// New checkpoint directory (same step count, the kept λs in state.txt).
+    #[arg(long)]
+    out: PathBuf,
+    /// The levels to keep, 1-based as `--quality` counts them, ascending (e.g. 7,8,9).
+    #[arg(long, value_delimiter = ',', required = true)]
+    levels: Vec<usize>,
+}
+
 type Res<T> = std::result::Result<T, String>;
 
 fn main() {
@@ -185,6 +201,7 @@ fn main() {
         Cmd::Export(a) => export(a),
         Cmd::Widen(a) => widen(&a),
         Cmd::AddLevel(a) => add_level(&a),
+        Cmd::KeepLevels(a) => keep_levels(&a),
     };
     if let Err(e) = r {
         eprintln!("lcodec-train: {e}");
@@ -687,6 +704,14 @@ fn widen(a: &WidenArgs) -> Res<()> {
 
 fn add_level(a: &AddLevelArgs) -> Res<()> {
     rewrite_checkpoint(&a.ckpt, &a.out, |m| m.with_level(a.lambda))
+}
+
+fn keep_levels(a: &KeepLevelsArgs) -> Res<()> {
+    if a.levels.contains(&0) {
+        return Err("--levels counts from 1 (as --quality does)".into());
+    }
+    let keep: Vec<usize> = a.levels.iter().map(|l| l - 1).collect();
+    rewrite_checkpoint(&a.ckpt, &a.out, |m| m.with_levels(&keep))
 }
 
 /// Loads the checkpoint in `ckpt`, turns it into another network with `f`, and writes that
