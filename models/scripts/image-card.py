@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""Writes the model card of a shipped image model from the Kodak sweep that measured it.
+"""Writes the model card of a shipped image model set from the Kodak sweep that measured it.
 
-    models/scripts/image-card.py --name image-ckbd-v1 --weights models/weights/image-ckbd-v1.safetensors \
-        --hash HEX --sweep DIR --state CKPT/state.txt --notes NOTES.md > models/weights/image-ckbd-v1.md
+    models/scripts/image-card.py --name image-ckbd-v2 \
+        --weights models/weights/image-ckbd-v2.safetensors models/weights/image-ckbd-v2-top.safetensors \
+        --hash HEX1 HEX2 --state CKPT1/state.txt CKPT2/state.txt \
+        --ladder models/weights/image-ladder.txt --sweep DIR --notes NOTES.md > models/weights/image-ckbd-v2.md
 
+One --weights / --hash / --state per file of the set (a single model needs no --ladder).
 HEX is the weights hash as `lcodec info` prints it for a file made with the model; DIR is the
-output of `lcodec sweep --codec image --data ../shared/data/images/kodak --quality 1,...,8
+output of `lcodec sweep --codec image --data ../shared/data/images/kodak --quality 1,...,9
 --peers jpeg,webp,avif --anchor jpeg`; NOTES.md is the hand-written part (training history,
 limitations). The `| kodim23 |` rows are what `shipped_model_matches_its_card` checks.
 Standard library only."""
@@ -17,21 +20,48 @@ import struct
 from collections import defaultdict
 
 ap = argparse.ArgumentParser()
-for a in ("--name", "--weights", "--hash", "--sweep", "--state", "--notes"):
+for a in ("--name", "--sweep", "--notes"):
     ap.add_argument(a, required=True)
+for a in ("--weights", "--hash", "--state"):
+    ap.add_argument(a, required=True, nargs="+")
+ap.add_argument("--ladder")
 args = ap.parse_args()
+if not len(args.weights) == len(args.hash) == len(args.state):
+    ap.error("one --hash and one --state per --weights file")
+if len(args.weights) > 1 and not args.ladder:
+    ap.error("several weights files need --ladder")
 
-with open(args.weights, "rb") as f:
-    n = struct.unpack("<Q", f.read(8))[0]
-    header = json.loads(f.read(n))
-meta = header.pop("__metadata__", {})
-params = 0
-for t in header.values():
-    k = 1
-    for d in t["shape"]:
-        k *= d
-    params += k
-state = dict(l.split("=", 1) for l in open(args.state).read().split() if "=" in l)
+
+def read_model(path, state_path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+    meta = header.pop("__metadata__", {})
+    params = 0
+    for t in header.values():
+        k = 1
+        for d in t["shape"]:
+            k *= d
+        params += k
+    state = dict(l.split("=", 1) for l in open(state_path).read().split() if "=" in l)
+    return meta, params, state
+
+
+models = {}
+for wpath, h, st in zip(args.weights, args.hash, args.state):
+    stem = os.path.basename(wpath).rsplit(".", 1)[0]
+    models[stem] = (wpath, h) + read_model(wpath, st)
+# quality -> (model id, 1-based level)
+if args.ladder:
+    ladder = {}
+    for line in open(args.ladder):
+        f = line.split("#")[0].split()
+        if f:
+            ladder[int(f[0])] = (f[1], int(f[2]))
+else:
+    only = next(iter(models))
+    lam = models[only][2].get("lcodec.lambdas", "").split(",")
+    ladder = {q: (only, q) for q in range(1, len(lam) + 1)}
 
 rows = list(csv.DictReader(open(os.path.join(args.sweep, "results.csv"))))
 levels = defaultdict(list)
@@ -50,29 +80,42 @@ if "## lcodec against each curve" in summary:
     head = summary[summary.find("## lcodec against each curve on psnr"):]
     head = head.split("\n## Inputs")[0]
 
-lam = meta.get("lcodec.lambdas", "").split(",")
+def rung_lambda(q):
+    m, lv = ladder.get(q, (None, 0))
+    if m not in models:
+        return "?"
+    lam = models[m][2].get("lcodec.lambdas", "").split(",")
+    return lam[lv - 1] if 0 < lv <= len(lam) else "?"
+
+
 out = []
 w = out.append
 w(f"# {args.name}: lcodec's learned image model")
 w("")
 w(open(args.notes).read().strip())
 w("")
-w("## File")
+w("## Files" if len(models) > 1 else "## File")
 w("")
-w(f"- `{os.path.basename(args.weights)}`: {os.path.getsize(args.weights):,} bytes, {params:,} parameters "
-  f"stored as {meta.get('lcodec.storage', '?')}; weights hash (XXH3-128, as `lcodec info` prints it): `{args.hash}`")
-w(f"- architecture `{meta.get('lcodec.arch')}`: N = {meta.get('lcodec.n')}, M = {meta.get('lcodec.m')}, "
-  f"{len(lam)} quality levels (one gain vector per λ)")
-w(f"- training steps: {state.get('step')} (batch 4 of 256×256 crops)")
+for stem, (wpath, h, meta, params, state) in models.items():
+    lam = meta.get("lcodec.lambdas", "").split(",")
+    serves = sorted(q for q, (m, _) in ladder.items() if m == stem)
+    w(f"- `{os.path.basename(wpath)}`: {os.path.getsize(wpath):,} bytes, {params:,} parameters "
+      f"stored as {meta.get('lcodec.storage', '?')}; weights hash (XXH3-128, as `lcodec info` prints it): `{h}`;")
+    w(f"  architecture `{meta.get('lcodec.arch')}`: N = {meta.get('lcodec.n')}, M = {meta.get('lcodec.m')}, "
+      f"{len(lam)} levels (λ = {', '.join(lam)}); training steps: {state.get('step')} (batch 4 of 256×256 crops); "
+      f"serves --quality {', '.join(map(str, serves))}")
+if args.ladder:
+    w(f"- `{os.path.basename(args.ladder)}`: which model and level each `--quality` uses")
 w("")
 w("## Kodak (24 images), real `.lc` sizes, quality measured independently")
 w("")
-w("| quality | λ | bpp | PSNR (dB) | MS-SSIM |")
-w("|---|---|---|---|---|")
+w("| quality | model, level | λ | bpp | PSNR (dB) | MS-SSIM |")
+w("|---|---|---|---|---|---|")
 for q in sorted(levels):
     rs = levels[q]
     avg = lambda k: sum(float(r[k]) for r in rs) / len(rs)
-    w(f"| {q} | {lam[q-1] if q-1 < len(lam) else '?'} | {avg('bpp'):.4f} | {avg('psnr'):.3f} | {avg('ms_ssim'):.4f} |")
+    m, lv = ladder.get(q, ("?", 0))
+    w(f"| {q} | {m}, {lv} | {rung_lambda(q)} | {avg('bpp'):.4f} | {avg('psnr'):.3f} | {avg('ms_ssim'):.4f} |")
 w("")
 if head:
     w(head.strip().replace("## lcodec against each curve on", "### BD-rate against each peer on"))

@@ -430,7 +430,7 @@ impl ImageCodec {
     /// reason.
     #[must_use]
     pub fn with_ladder(mut self, ladder: Result<Vec<Rung>>) -> Self {
-        let resolved = ladder.map_err(|e| e.to_string()).and_then(|rungs| {
+        let resolved = ladder.map_err(bare_message).and_then(|rungs| {
             let mut slots: Vec<Slot> = self.slots.iter().cloned().collect();
             if let Some(i) = slots.iter().position(|s| s.id == rungs[0].model) {
                 let s = slots.remove(i);
@@ -736,9 +736,21 @@ pub fn discover_in(dirs: &[PathBuf]) -> Option<ImageCodec> {
         }
         let rungs = std::fs::read_to_string(&ladder)
             .map_err(|e| Error::InvalidArgument(format!("{}: {e}", ladder.display())))
-            .and_then(|t| parse_ladder(&t));
+            .and_then(|t| {
+                parse_ladder(&t).map_err(|e| {
+                    Error::InvalidArgument(format!("{}: {}", d.display(), bare_message(e)))
+                })
+            });
         Some(c.with_ladder(rungs))
     })
+}
+
+/// An error's message without the "invalid argument: " of its kind (for re-wrapping).
+fn bare_message(e: Error) -> String {
+    match e {
+        Error::InvalidArgument(m) => m,
+        e => e.to_string(),
+    }
 }
 
 /// Runs `f` on a rayon pool of `threads` workers (0: the global pool, all cores). The

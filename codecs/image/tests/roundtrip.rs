@@ -690,28 +690,39 @@ fn psnr_rgb(original: &[u8], decoded_png: &[u8]) -> f64 {
     10.0 * (255.0f64 * 255.0 * a.as_raw().len() as f64 / se.max(1e-9)).log10()
 }
 
-const SHIPPED: &str = "image-ckbd-v1";
+const SHIPPED: &str = "image-ckbd-v2";
 
-/// The shipped image model (`models/weights/image-ckbd-v1.safetensors`): its model card
-/// names the weights' hash, every quality level is a real rate-distortion step (more bytes
-/// and a higher PSNR than the level below), and on kodim23 each level gives the size and
-/// PSNR that the card's `| kodim23 |` rows state (within 1 % and 0.05 dB: the analysis
-/// transform is not bit-exact across CPUs, the decoder is).
+/// The shipped image models (`models/weights/`, the set `image-ckbd-v2`: two weights files
+/// and the quality ladder `image-ladder.txt`): their model card names every file's weights
+/// hash, every quality level is a real rate-distortion step (more bytes and a higher PSNR
+/// than the level below), and on kodim23 each level gives the size and PSNR that the
+/// card's `| kodim23 |` rows state (within 1 % and 0.05 dB: the analysis transform is not
+/// bit-exact across CPUs, the decoder is).
 #[test]
 fn shipped_model_matches_its_card() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/weights");
-    let weights = std::fs::read(dir.join(format!("{SHIPPED}.safetensors")))
-        .expect("the shipped image model is part of the checkout");
     let card = std::fs::read_to_string(dir.join(format!("{SHIPPED}.md"))).expect("model card");
-    let c = ImageCodec::try_new(&weights, SHIPPED).unwrap();
-    let hash: String = lcodec_models::weights::weights_hash(&weights)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert!(
-        card.contains(&hash),
-        "the card does not name weights {hash}"
-    );
+    let c = lcodec_image::discover_in(std::slice::from_ref(&dir))
+        .expect("the shipped image models are part of the checkout");
+    let ladder = c
+        .ladder()
+        .unwrap()
+        .expect("the shipped set has a quality ladder");
+    for id in c.model_ids() {
+        let weights = std::fs::read(dir.join(format!("{id}.safetensors"))).unwrap();
+        let hash: String = lcodec_models::weights::weights_hash(&weights)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert!(
+            card.contains(&hash),
+            "the card does not name {id}'s weights {hash}"
+        );
+        assert!(
+            ladder.iter().any(|(m, _)| *m == id),
+            "{id} is shipped but no quality uses it"
+        );
+    }
     assert!(c.levels() >= 6, "{} quality levels", c.levels());
     let rows: Vec<(u32, usize, f64)> = card
         .lines()

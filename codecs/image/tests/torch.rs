@@ -192,16 +192,22 @@ fn checkerboard_torch_encode_cpu_decode_is_bit_exact() {
     assert!(md < 1e-3);
 }
 
-/// The shipped model (`models/weights/image-ckbd-v1.safetensors`) on a real photograph:
+/// The shipped models (`models/weights/image-ckbd-v2*.safetensors`) on a real photograph:
 /// files encoded on libtorch decode on the CPU kernels (the same on 1 and 3 threads) to
-/// the quality the CPU encoder reaches, at the lowest and the highest level.
+/// the quality the CPU encoder reaches, at each model's lowest and highest level.
 #[test]
 fn shipped_model_torch_encode_cpu_decode() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let weights = std::fs::read(root.join("models/weights/image-ckbd-v1.safetensors"))
-        .expect("the shipped image model is part of the checkout");
-    let codec = ImageCodec::try_new(&weights, "image-ckbd-v1").unwrap();
-    let net = TchHyperprior::from_exported(&weights, tch::Device::cuda_if_available()).unwrap();
+    for id in ["image-ckbd-v2", "image-ckbd-v2-top"] {
+        let weights = std::fs::read(root.join(format!("models/weights/{id}.safetensors")))
+            .expect("the shipped image models are part of the checkout");
+        torch_encode_cpu_decode(&root, &weights, id);
+    }
+}
+
+fn torch_encode_cpu_decode(root: &std::path::Path, weights: &[u8], id: &str) {
+    let codec = ImageCodec::try_new(weights, id).unwrap();
+    let net = TchHyperprior::from_exported(weights, tch::Device::cuda_if_available()).unwrap();
     // kodim23 when the shared data is there, else the synthetic fixture.
     let png = std::fs::read(root.join("../shared/data/images/kodak/kodim23.png"))
         .or_else(|_| std::fs::read(root.join("testdata/fixtures/image-synth.png")))
@@ -231,15 +237,18 @@ fn shipped_model_torch_encode_cpu_decode() {
         let cp = codec.encode_rgb(rgb, w, h, q).unwrap();
         let a = pool(1).install(|| codec.decode_rgb(&tp, w, h, q).unwrap());
         let b = pool(3).install(|| codec.decode_rgb(&tp, w, h, q).unwrap());
-        assert_eq!(a, b, "q{q}: decoding depends on the thread count");
+        assert_eq!(a, b, "{id} q{q}: decoding depends on the thread count");
         let c = codec.decode_rgb(&cp, w, h, q).unwrap();
         let (pt, pc) = (psnr(&a), psnr(&c));
         let (lt, lc) = (tp.len() as f64, cp.len() as f64);
-        println!("q{q}: torch {lt} bytes {pt:.3} dB, cpu {lc} bytes {pc:.3} dB");
-        assert!((pt - pc).abs() < 0.05, "q{q}: torch {pt} dB vs cpu {pc} dB");
+        println!("{id} q{q}: torch {lt} bytes {pt:.3} dB, cpu {lc} bytes {pc:.3} dB");
+        assert!(
+            (pt - pc).abs() < 0.05,
+            "{id} q{q}: torch {pt} dB vs cpu {pc} dB"
+        );
         assert!(
             (lt - lc).abs() <= 0.01 * lc + 16.0,
-            "q{q}: torch {lt} vs cpu {lc} bytes"
+            "{id} q{q}: torch {lt} vs cpu {lc} bytes"
         );
     }
 }
