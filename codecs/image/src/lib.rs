@@ -356,8 +356,11 @@ pub struct ImageCodec {
     slots: Arc<Vec<Slot>>,
     /// `--quality` → (slot, level), or why the ladder file is unusable (reported when an
     /// encode needs it, so a bad file is never silently ignored).
-    ladder: Option<std::result::Result<Arc<Vec<(usize, usize)>>, String>>,
+    ladder: Option<std::result::Result<Arc<ResolvedLadder>, String>>,
 }
+
+/// A ladder resolved against the codec's slots: `(slot index, level)` per quality.
+type ResolvedLadder = Vec<(usize, usize)>;
 
 impl std::fmt::Debug for ImageCodec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
