@@ -933,7 +933,6 @@ impl TchHyperprior {
             lambdas,
             ..self.cfg.clone()
         };
-        let new = Self::new(cfg, Device::Cpu)?;
         // The two nearest old levels (below and above, or the two at the end).
         let (a, b) = match at {
             0 => (0, 1),
@@ -941,6 +940,23 @@ impl TchHyperprior {
             k => (k - 1, k),
         };
         let t = f64::from((lambda / old[a]).ln()) / f64::from((old[b] / old[a]).ln());
+        let n_old = old.len() as i64;
+        self.copy_into(cfg, |g| {
+            let (ga, gb) = (g.get(a as i64).log(), g.get(b as i64).log());
+            let row = (&ga + (gb - &ga) * t).exp().unsqueeze(0);
+            let (lo, hi) = (
+                g.narrow(0, 0, at as i64),
+                g.narrow(0, at as i64, n_old - at as i64),
+            );
+            Tensor::cat(&[lo, row, hi], 0)
+        })
+    }
+
+    /// A new network of config `cfg` holding this one's variables, with the per-level
+    /// gain tables (`gain.*`, `[levels, M]`) passed through `gains`; on this network's
+    /// device.
+    fn copy_into(&self, cfg: HyperpriorConfig, gains: impl Fn(&Tensor) -> Tensor) -> Result<Self> {
+        let mut new = Self::new(cfg, Device::Cpu)?;
         let old_vars = self.vs.variables();
         for (name, mut nt) in new.vs.variables() {
             let ot = old_vars
@@ -949,19 +965,12 @@ impl TchHyperprior {
                 .detach()
                 .to_device(Device::Cpu);
             let v = if name.starts_with("gain.") {
-                let (ga, gb) = (ot.get(a as i64).log(), ot.get(b as i64).log());
-                let row = (&ga + (gb - &ga) * t).exp().unsqueeze(0);
-                let (lo, hi) = (
-                    ot.narrow(0, 0, at as i64),
-                    ot.narrow(0, at as i64, (old.len() - at) as i64),
-                );
-                Tensor::cat(&[lo, row, hi], 0)
+                gains(&ot)
             } else {
                 ot
             };
             tch::no_grad(|| nt.f_copy_(&v)).map_err(terr)?;
         }
-        let mut new = new;
         new.vs.set_device(self.device());
         Ok(new)
     }
@@ -990,25 +999,8 @@ impl TchHyperprior {
             lambdas: keep.iter().map(|&k| old[k]).collect(),
             ..self.cfg.clone()
         };
-        let new = Self::new(cfg, Device::Cpu)?;
         let idx = Tensor::from_slice(&keep.iter().map(|&k| k as i64).collect::<Vec<_>>());
-        let old_vars = self.vs.variables();
-        for (name, mut nt) in new.vs.variables() {
-            let ot = old_vars
-                .get(&name)
-                .ok_or_else(|| Error::InvalidArgument(format!("`{name}` missing")))?
-                .detach()
-                .to_device(Device::Cpu);
-            let v = if name.starts_with("gain.") {
-                ot.index_select(0, &idx)
-            } else {
-                ot
-            };
-            tch::no_grad(|| nt.f_copy_(&v)).map_err(terr)?;
-        }
-        let mut new = new;
-        new.vs.set_device(self.device());
-        Ok(new)
+        self.copy_into(cfg, |g| g.index_select(0, &idx))
     }
 }
 

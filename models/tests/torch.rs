@@ -341,21 +341,29 @@ fn widening_the_latent_keeps_the_function_and_trains_on() {
     }
 }
 
+/// A smooth 64x64 picture (random 4x4 upsampled).
+fn smooth_picture() -> Tensor {
+    Tensor::rand([1, 3, 4, 4], (Kind::Float, Device::Cpu)).upsample_bilinear2d(
+        [64, 64],
+        false,
+        None,
+        None,
+    )
+}
+
+/// Level `q`'s reconstruction of `x` and its estimated bpp (eval mode: true rounding).
+fn run_level(m: &TchHyperprior, x: &Tensor, q: i64) -> (Tensor, f64) {
+    let f = m.forward(x, &Tensor::from_slice(&[q]), false);
+    (f.x_hat, f.bpp.double_value(&[0]))
+}
+
 /// Adding a quality level keeps every old level's output (at its shifted index) and puts
 /// the new level where its λ says: below the lowest level in rate for a smaller λ.
 #[test]
 fn adding_a_level_keeps_the_others_and_extrapolates_the_gain() {
     let tm = two_level_model(12, lcodec_models::hyperprior::Arch::Checkerboard);
-    let x = Tensor::rand([1, 3, 4, 4], (Kind::Float, Device::Cpu)).upsample_bilinear2d(
-        [64, 64],
-        false,
-        None,
-        None,
-    );
-    let run = |m: &TchHyperprior, q: i64| {
-        let f = m.forward(&x, &Tensor::from_slice(&[q]), false);
-        (f.x_hat, f.bpp.double_value(&[0]))
-    };
+    let x = smooth_picture();
+    let run = |m: &TchHyperprior, q: i64| run_level(m, &x, q);
     let low = tm.with_level(0.0025).unwrap();
     assert_eq!(low.cfg.lambdas, vec![0.0025, 0.01, 0.04]);
     for q in 0..2 {
@@ -382,16 +390,8 @@ fn keeping_levels_keeps_their_outputs() {
     let tm = two_level_model(12, lcodec_models::hyperprior::Arch::Checkerboard)
         .with_level(0.02)
         .unwrap();
-    let x = Tensor::rand([1, 3, 4, 4], (Kind::Float, Device::Cpu)).upsample_bilinear2d(
-        [64, 64],
-        false,
-        None,
-        None,
-    );
-    let run = |m: &TchHyperprior, q: i64| {
-        let f = m.forward(&x, &Tensor::from_slice(&[q]), false);
-        (f.x_hat, f.bpp.double_value(&[0]))
-    };
+    let x = smooth_picture();
+    let run = |m: &TchHyperprior, q: i64| run_level(m, &x, q);
     let top = tm.with_levels(&[1, 2]).unwrap();
     assert_eq!(top.cfg.lambdas, vec![0.02, 0.04]);
     for (new_q, old_q) in [(0, 1), (1, 2)] {

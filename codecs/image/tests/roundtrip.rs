@@ -499,18 +499,8 @@ fn a_quality_ladder_spans_two_models() {
     c.encode(&mut &input[..], &mut sink, &opts).unwrap();
     let h = read_header(&mut &out[..], &Limits::default()).unwrap();
     assert_eq!((h.model.id.as_str(), h.params[1]), ("a-top", 0));
-    let q5 = EncodeOptions {
-        quality: Some(5),
-        ..Default::default()
-    };
-    let err = c
-        .encode(
-            &mut &input[..],
-            &mut ChunkSink::new(&mut Vec::new(), c.info(), None),
-            &q5,
-        )
-        .unwrap_err();
-    assert!(err.to_string().contains("expected 1..=4"), "{err}");
+    let err = encode_error(&c, &input, 5);
+    assert!(err.contains("expected 1..=4"), "{err}");
 
     // Parsing: the line and what is wrong.
     assert_eq!(
@@ -538,20 +528,22 @@ fn a_quality_ladder_spans_two_models() {
     ] {
         std::fs::write(dir.path().join(LADDER_FILE), text).unwrap();
         let c = lcodec_image::discover_in(&dirs).unwrap();
-        let q2 = EncodeOptions {
-            quality: Some(2),
-            ..Default::default()
-        };
-        let e = c
-            .encode(
-                &mut &input[..],
-                &mut ChunkSink::new(&mut Vec::new(), c.info(), None),
-                &q2,
-            )
-            .unwrap_err()
-            .to_string();
+        let e = encode_error(&c, &input, 2);
         assert!(e.contains(says) && e.contains(LADDER_FILE), "{text:?}: {e}");
     }
+}
+
+/// The message of the error an encode at `quality` must fail with.
+fn encode_error(c: &ImageCodec, input: &[u8], quality: u32) -> String {
+    let opts = EncodeOptions {
+        quality: Some(quality),
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    let mut sink = ChunkSink::new(&mut out, c.info(), None);
+    c.encode(&mut &input[..], &mut sink, &opts)
+        .unwrap_err()
+        .to_string()
 }
 
 /// A PNG signature, IHDR and an empty IDAT: enough for the sniffer to see the size.
