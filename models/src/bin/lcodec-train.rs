@@ -501,8 +501,9 @@ fn train(a: ImageArgs) -> Res<()> {
     if let Some(l) = a.lambda {
         lambdas = vec![l];
     }
-    if lambdas.is_empty() {
-        return Err("give --lambda or --lambdas".into());
+    // A resumed run takes its λs from state.txt.
+    if lambdas.is_empty() && a.resume.is_none() {
+        return Err("give --lambda or --lambdas (or --resume a checkpoint)".into());
     }
     let mut cfg = HyperpriorConfig {
         n: a.n,
