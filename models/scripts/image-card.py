@@ -51,17 +51,17 @@ models = {}
 for wpath, h, st in zip(args.weights, args.hash, args.state):
     stem = os.path.basename(wpath).rsplit(".", 1)[0]
     models[stem] = (wpath, h) + read_model(wpath, st)
-# quality -> (model id, 1-based level)
+# quality -> (model id, 1-based level, residual step or None)
 if args.ladder:
     ladder = {}
     for line in open(args.ladder):
         f = line.split("#")[0].split()
         if f:
-            ladder[int(f[0])] = (f[1], int(f[2]))
+            ladder[int(f[0])] = (f[1], int(f[2]), f[3] if len(f) > 3 else None)
 else:
     only = next(iter(models))
     lam = models[only][2].get("lcodec.lambdas", "").split(",")
-    ladder = {q: (only, q) for q in range(1, len(lam) + 1)}
+    ladder = {q: (only, q, None) for q in range(1, len(lam) + 1)}
 
 rows = list(csv.DictReader(open(os.path.join(args.sweep, "results.csv"))))
 levels = defaultdict(list)
@@ -81,7 +81,7 @@ if "## lcodec against each curve" in summary:
     head = head.split("\n## Inputs")[0]
 
 def rung_lambda(q):
-    m, lv = ladder.get(q, (None, 0))
+    m, lv, _ = ladder.get(q, (None, 0, None))
     if m not in models:
         return "?"
     lam = models[m][2].get("lcodec.lambdas", "").split(",")
@@ -98,24 +98,26 @@ w("## Files" if len(models) > 1 else "## File")
 w("")
 for stem, (wpath, h, meta, params, state) in models.items():
     lam = meta.get("lcodec.lambdas", "").split(",")
-    serves = sorted(q for q, (m, _) in ladder.items() if m == stem)
+    serves = sorted(q for q, (m, _, _) in ladder.items() if m == stem)
     w(f"- `{os.path.basename(wpath)}`: {os.path.getsize(wpath):,} bytes, {params:,} parameters "
       f"stored as {meta.get('lcodec.storage', '?')}; weights hash (XXH3-128, as `lcodec info` prints it): `{h}`;")
     w(f"  architecture `{meta.get('lcodec.arch')}`: N = {meta.get('lcodec.n')}, M = {meta.get('lcodec.m')}, "
       f"{len(lam)} levels (λ = {', '.join(lam)}); training steps: {state.get('step')} (batch 4 of 256×256 crops); "
       f"serves --quality {', '.join(map(str, serves))}")
 if args.ladder:
-    w(f"- `{os.path.basename(args.ladder)}`: which model and level each `--quality` uses")
+    w(f"- `{os.path.basename(args.ladder)}`: which model and level each `--quality` uses, and the "
+      "quantiser step of the residual layer where there is one")
 w("")
 w("## Kodak (24 images), real `.lc` sizes, quality measured independently")
 w("")
-w("| quality | model, level | λ | bpp | PSNR (dB) | MS-SSIM |")
+w("| quality | model, level (+ residual step) | λ | bpp | PSNR (dB) | MS-SSIM |")
 w("|---|---|---|---|---|---|")
 for q in sorted(levels):
     rs = levels[q]
     avg = lambda k: sum(float(r[k]) for r in rs) / len(rs)
-    m, lv = ladder.get(q, ("?", 0))
-    w(f"| {q} | {m}, {lv} | {rung_lambda(q)} | {avg('bpp'):.4f} | {avg('psnr'):.3f} | {avg('ms_ssim'):.4f} |")
+    m, lv, res = ladder.get(q, ("?", 0, None))
+    rung = f"{m}, {lv}" + (f" + residual {res}" if res else "")
+    w(f"| {q} | {rung} | {rung_lambda(q)} | {avg('bpp'):.4f} | {avg('psnr'):.3f} | {avg('ms_ssim'):.4f} |")
 w("")
 if head:
     w(head.strip().replace("## lcodec against each curve on", "### BD-rate against each peer on"))

@@ -5,7 +5,8 @@
 //! Bitstream (codec version 1):
 //!
 //! * header params: `[version=1, quality_index, n_levels, flags, arch]` (`flags` bit 0: an
-//!   alpha chunk follows; bit 1: an ICC profile chunk follows; `arch`: [`Arch::code`]) + model id and weights hash in the
+//!   alpha chunk follows; bit 1: an ICC profile chunk follows; bit 2: a residual chunk
+//!   follows; `arch`: [`Arch::code`]) + model id and weights hash in the
 //!   container's `ModelRef`; metadata width / height, channels (1 grey, 2 grey + alpha,
 //!   3 RGB, 4 RGBA) and the original's bits per sample.
 //! * chunk 0: one range-coded stream: `ẑ` (channel-major, row-major) under the model's
@@ -17,7 +18,10 @@
 //!   the deterministic kernels, so encoder and decoder agree bit for bit on any CPU.
 //!   Decoding rebuilds `ŷ = q + μ` and `x̂ = g_s(ŷ)`. (The latent coding lives in
 //!   `lcodec_models::coding`, shared with the training command's real-bitstream eval.)
-//! * chunk 1 (only with flag bit 0): the alpha plane, lossless ([`alpha`]). An alpha
+//! * next chunk (only with flag bit 2, added 2026-11-24; older builds refuse such files by
+//!   the unknown flag): the residual layer ([`residual`]), which codes `x - x̂` with a
+//!   classical transform coder and is added to the reconstruction before rounding.
+//! * next chunk (only with flag bit 0): the alpha plane, lossless ([`alpha`]). An alpha
 //!   channel that is 255 everywhere is not stored (the flag is clear, channels say 2 / 4).
 //! * next chunk (only with flag bit 1, added 2026-11-23; older builds refuse such files by
 //!   the unknown flag): the input's ICC colour profile, verbatim (at most [`MAX_ICC`]).
@@ -39,6 +43,7 @@
 #![deny(unsafe_code)]
 
 pub mod alpha;
+pub mod residual;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -68,6 +73,11 @@ const PARAMS_VERSION: u8 = 1;
 const FLAG_ALPHA: u8 = 1;
 /// Codec parameter flag: an ICC profile chunk follows the image (and alpha) chunk.
 const FLAG_ICC: u8 = 2;
+/// Codec parameter flag: a residual-layer chunk ([`residual`]) follows the image chunk.
+const FLAG_RESIDUAL: u8 = 4;
+/// Encode parameter: the residual layer's quantiser step (8-bit sample units; 0 turns the
+/// layer off), overriding the ladder's.
+pub const RESIDUAL_PARAM: &str = "residual";
 /// Largest image side accepted (pixels).
 pub const MAX_SIDE: u32 = 1 << 15;
 /// Largest image accepted (pixels): the CPU transforms hold whole feature maps in memory
@@ -145,6 +155,27 @@ impl ImageModel {
         let y = self.model.analysis(x.view(), quality_index)?;
         let z = self.model.hyper_analysis(y.view())?;
         Ok(self.encode_latents(&y, &z)?.0)
+    }
+
+    /// [`ImageModel::encode_rgb`], also returning the reconstruction the decoder will make
+    /// (`[3, height, width]` in `[0, 1]`, not clamped), for the residual layer.
+    ///
+    /// # Errors
+    /// As [`ImageModel::encode_rgb`].
+    pub fn encode_rgb_recon(
+        &self,
+        rgb: &[u8],
+        width: u32,
+        height: u32,
+        quality_index: usize,
+    ) -> Result<(Vec<u8>, Array3<f32>)> {
+        let x = padded_input(rgb, width, height)?;
+        let y = self.model.analysis(x.view(), quality_index)?;
+        let z = self.model.hyper_analysis(y.view())?;
+        let (payload, y_hat) = self.encode_latents(&y, &z)?;
+        let (w, h) = (width as usize, height as usize);
+        let recon = self.model.synthesis(y_hat.view(), quality_index)?;
+        Ok((payload, recon.slice(s![.., 0..h, 0..w]).to_owned()))
     }
 
     /// Encodes with the analysis transforms on libtorch (`net`, e.g. on a GPU, made with
@@ -296,17 +327,21 @@ impl Slot {
 /// (see [`parse_ladder`]).
 pub const LADDER_FILE: &str = "image-ladder.txt";
 
-/// One rung of a quality ladder: `--quality` takes level `level` (0-based) of `model`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One rung of a quality ladder: `--quality` takes level `level` (0-based) of `model`,
+/// plus a residual layer with quantiser step `residual` when there is one.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Rung {
     /// Model id (weights file stem).
     pub model: String,
     /// Quality level of that model, 0-based.
     pub level: usize,
+    /// Quantiser step of the residual layer ([`residual`]), in 8-bit sample units.
+    pub residual: Option<f32>,
 }
 
-/// Parses a quality ladder: one line `QUALITY MODEL LEVEL` per quality (1, 2, 3, … in
-/// order; `LEVEL` 1-based as `--quality` counts a single model's levels); `#` starts a
+/// Parses a quality ladder: one line `QUALITY MODEL LEVEL [RESIDUAL]` per quality (1, 2,
+/// 3, … in order; `LEVEL` 1-based as `--quality` counts a single model's levels;
+/// `RESIDUAL`, when present, the quantiser step of a residual layer); `#` starts a
 /// comment. A ladder lets a model fine-tuned for some levels (the top ones) serve them
 /// while another model serves the rest. Decoding does not use it: a file names its model
 /// and level.
@@ -322,13 +357,15 @@ pub fn parse_ladder(text: &str) -> Result<Vec<Rung>> {
         }
         let bad = |what: &str| {
             Error::InvalidArgument(format!(
-                "{LADDER_FILE} line {}: {what} (expected `QUALITY MODEL LEVEL`)",
+                "{LADDER_FILE} line {}: {what} (expected `QUALITY MODEL LEVEL [RESIDUAL]`)",
                 i + 1
             ))
         };
         let f: Vec<&str> = line.split_whitespace().collect();
-        let [q, model, level] = f[..] else {
-            return Err(bad(&format!("{} fields", f.len())));
+        let (q, model, level, step) = match f[..] {
+            [q, m, l] => (q, m, l, None),
+            [q, m, l, r] => (q, m, l, Some(r)),
+            _ => return Err(bad(&format!("{} fields", f.len()))),
         };
         if q.parse::<usize>().ok() != Some(out.len() + 1) {
             return Err(bad(&format!("quality `{q}`, expected {}", out.len() + 1)));
@@ -337,9 +374,22 @@ pub fn parse_ladder(text: &str) -> Result<Vec<Rung>> {
             Ok(l) if l >= 1 => l - 1,
             _ => return Err(bad(&format!("level `{level}`"))),
         };
+        let residual = match step.map(str::parse::<f32>) {
+            None => None,
+            Some(Ok(r)) if (residual::MIN_STEP..=residual::MAX_STEP).contains(&r) => Some(r),
+            Some(_) => {
+                return Err(bad(&format!(
+                    "residual step `{}` (expected {}..={})",
+                    step.unwrap_or(""),
+                    residual::MIN_STEP,
+                    residual::MAX_STEP
+                )));
+            }
+        };
         out.push(Rung {
             model: model.to_string(),
             level,
+            residual,
         });
     }
     if out.is_empty() {
@@ -359,8 +409,9 @@ pub struct ImageCodec {
     ladder: Option<std::result::Result<Arc<ResolvedLadder>, String>>,
 }
 
-/// A ladder resolved against the codec's slots: `(slot index, level)` per quality.
-type ResolvedLadder = Vec<(usize, usize)>;
+/// A ladder resolved against the codec's slots: `(slot index, level, residual step)` per
+/// quality.
+type ResolvedLadder = Vec<(usize, usize, Option<f32>)>;
 
 impl std::fmt::Debug for ImageCodec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -447,7 +498,7 @@ impl ImageCodec {
                     self.slots
                         .iter()
                         .position(|s| s.id == r.model)
-                        .map(|i| (i, r.level))
+                        .map(|i| (i, r.level, r.residual))
                         .ok_or_else(|| {
                             format!(
                                 "{LADDER_FILE}: quality {} names model `{}`, which is not here (have: {})",
@@ -464,18 +515,21 @@ impl ImageCodec {
         self
     }
 
-    /// The quality ladder in use: `(model id, level)` (0-based) per `--quality`, `None`
-    /// without one.
+    /// The quality ladder in use, one rung per `--quality`; `None` without one.
     ///
     /// # Errors
     /// The reason a ladder file is unusable.
-    pub fn ladder(&self) -> Result<Option<Vec<(String, usize)>>> {
+    pub fn ladder(&self) -> Result<Option<Vec<Rung>>> {
         match &self.ladder {
             None => Ok(None),
             Some(Err(e)) => Err(Error::InvalidArgument(format!("image: {e}"))),
             Some(Ok(l)) => Ok(Some(
                 l.iter()
-                    .map(|&(i, lv)| (self.slots[i].id.clone(), lv))
+                    .map(|&(i, level, residual)| Rung {
+                        model: self.slots[i].id.clone(),
+                        level,
+                        residual,
+                    })
                     .collect(),
             )),
         }
@@ -566,10 +620,29 @@ impl ImageCodec {
             .encode_rgb_torch(net, rgb, w, h, quality_index)
     }
 
-    /// The model slot and 0-based level an encode uses: `-p model=ID` picks a model
-    /// and `--quality` counts its levels; otherwise the ladder (when there is one) or the
-    /// default model's levels. The default quality is the middle one.
-    fn pick_for_encode(&self, opts: &EncodeOptions) -> Result<(&Slot, usize)> {
+    /// The model slot, 0-based level and residual step an encode uses: `-p model=ID` picks
+    /// a model and `--quality` counts its levels; otherwise the ladder (when there is one)
+    /// or the default model's levels. The default quality is the middle one. `-p
+    /// residual=STEP` sets the residual layer's step (0: none) whatever the rung says.
+    fn pick_for_encode(&self, opts: &EncodeOptions) -> Result<(&Slot, usize, Option<f32>)> {
+        let (slot, qi, step) = self.pick_rung(opts)?;
+        let Some(v) = opts.params.get(RESIDUAL_PARAM) else {
+            return Ok((slot, qi, step));
+        };
+        match v.parse::<f32>() {
+            Ok(0.0) => Ok((slot, qi, None)),
+            Ok(r) if (residual::MIN_STEP..=residual::MAX_STEP).contains(&r) => {
+                Ok((slot, qi, Some(r)))
+            }
+            _ => Err(Error::InvalidArgument(format!(
+                "image: -p {RESIDUAL_PARAM}={v} (expected 0 for none, or a step in {}..={})",
+                residual::MIN_STEP,
+                residual::MAX_STEP
+            ))),
+        }
+    }
+
+    fn pick_rung(&self, opts: &EncodeOptions) -> Result<(&Slot, usize, Option<f32>)> {
         let range_err = |q: u32, n: usize| {
             Error::InvalidArgument(format!("image: --quality {q} (expected 1..={n})"))
         };
@@ -593,17 +666,17 @@ impl ImageCodec {
                 ))
             })?;
             let qi = quality(slot.get()?.levels())?;
-            return Ok((slot, qi));
+            return Ok((slot, qi, None));
         }
         match &self.ladder {
             None => {
                 let slot = default()?;
                 let qi = quality(slot.get()?.levels())?;
-                Ok((slot, qi))
+                Ok((slot, qi, None))
             }
             Some(Err(e)) => Err(Error::InvalidArgument(format!("image: {e}"))),
             Some(Ok(l)) => {
-                let (i, level) = l[quality(l.len())?];
+                let (i, level, step) = l[quality(l.len())?];
                 let slot = &self.slots[i];
                 let n = slot.get()?.levels();
                 if level >= n {
@@ -614,7 +687,7 @@ impl ImageCodec {
                         slot.id
                     )));
                 }
-                Ok((slot, level))
+                Ok((slot, level, step))
             }
         }
     }
@@ -972,11 +1045,25 @@ impl Codec for ImageCodec {
                 img.bit_depth
             );
         }
-        let (slot, qi) = self.pick_for_encode(opts)?;
+        let (slot, qi, step) = self.pick_for_encode(opts)?;
         let model = slot.get()?;
         let levels = model.levels();
         let (w, h) = (img.width, img.height);
-        let payload = with_threads(opts.threads, || model.encode_rgb(&img.rgb, w, h, qi))?;
+        let (payload, residual_chunk) = with_threads(opts.threads, || {
+            let Some(step) = step else {
+                return Ok((model.encode_rgb(&img.rgb, w, h, qi)?, None));
+            };
+            let (payload, recon) = model.encode_rgb_recon(&img.rgb, w, h, qi)?;
+            let r = residual::encode(
+                &img.rgb,
+                recon.view(),
+                w as usize,
+                h as usize,
+                img.grey,
+                step,
+            )?;
+            Ok((payload, Some(r)))
+        })?;
         let alpha_chunk = match &img.alpha {
             Some(a) if a.iter().any(|&v| v != 255) => {
                 Some(alpha::encode_plane(a, w as usize, h as usize)?)
@@ -997,6 +1084,9 @@ impl Codec for ImageCodec {
         if img.icc.is_some() {
             flags |= FLAG_ICC;
         }
+        if residual_chunk.is_some() {
+            flags |= FLAG_RESIDUAL;
+        }
         let model_ref = ModelRef {
             id: slot.id.clone(),
             weights_hash: model.model.weights_hash().to_vec(),
@@ -1014,6 +1104,9 @@ impl Codec for ImageCodec {
         )?;
         let px = u64::from(w) * u64::from(h);
         sink.push(&payload, u32::try_from(3 * px).unwrap_or(u32::MAX))?;
+        if let Some(r) = residual_chunk {
+            sink.push(&r, u32::try_from(3 * px).unwrap_or(u32::MAX))?;
+        }
         if let Some(a) = alpha_chunk {
             sink.push(&a, u32::try_from(px).unwrap_or(u32::MAX))?;
         }
@@ -1031,7 +1124,10 @@ impl Codec for ImageCodec {
         opts: &DecodeOptions,
     ) -> Result<()> {
         let p = &header.params;
-        if p.len() != 5 || p[0] != PARAMS_VERSION || p[3] & !(FLAG_ALPHA | FLAG_ICC) != 0 {
+        if p.len() != 5
+            || p[0] != PARAMS_VERSION
+            || p[3] & !(FLAG_ALPHA | FLAG_ICC | FLAG_RESIDUAL) != 0
+        {
             return Err(Error::malformed(
                 header.len,
                 format!("image: codec parameters {p:?} (expected [1, q, levels, flags, arch])"),
@@ -1070,10 +1166,17 @@ impl Codec for ImageCodec {
         let chunk = src
             .next_chunk()?
             .ok_or_else(|| Error::truncated(header.len, "image: the image chunk"))?;
-        let x = with_threads(opts.threads, || {
+        let mut x = with_threads(opts.threads, || {
             model.decode_float(&chunk.payload, w, h, qi)
         })
         .map_err(|e| chunk.malformed(e))?;
+        if p[3] & FLAG_RESIDUAL != 0 {
+            let c = src
+                .next_chunk()?
+                .ok_or_else(|| Error::truncated(header.len, "image: the residual chunk"))?;
+            residual::decode_into(&c.payload, &mut x, w as usize, h as usize, md.channels <= 2)
+                .map_err(|e| c.malformed(e))?;
+        }
         let alpha = if alpha_chunk {
             let c = src
                 .next_chunk()?

@@ -462,7 +462,12 @@ fn a_quality_ladder_spans_two_models() {
     );
     let want = [("base", 0u8), ("base", 1), ("a-top", 1), ("a-top", 2)];
     assert_eq!(
-        c.ladder().unwrap().unwrap(),
+        c.ladder()
+            .unwrap()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.model, r.level))
+            .collect::<Vec<_>>(),
         want.iter()
             .map(|&(m, l)| (m.to_string(), l as usize))
             .collect::<Vec<_>>()
@@ -504,13 +509,25 @@ fn a_quality_ladder_spans_two_models() {
 
     // Parsing: the line and what is wrong.
     assert_eq!(
-        parse_ladder("1 m 2\n").unwrap(),
-        vec![Rung {
-            model: "m".into(),
-            level: 1
-        }]
+        parse_ladder("1 m 2\n2 m 2 24.5\n").unwrap(),
+        vec![
+            Rung {
+                model: "m".into(),
+                level: 1,
+                residual: None,
+            },
+            Rung {
+                model: "m".into(),
+                level: 1,
+                residual: Some(24.5),
+            }
+        ]
     );
     for (text, says) in [
+        ("1 m 1 0\n", "line 1: residual step `0`"),
+        ("1 m 1 x\n", "line 1: residual step `x`"),
+        ("1 m 1 9999\n", "line 1: residual step `9999`"),
+        ("1 m 1 2 3\n", "line 1: 5 fields"),
         ("2 m 1\n", "line 1: quality `2`, expected 1"),
         ("1 m 1\n1 m 2\n", "line 2: quality `1`, expected 2"),
         ("1 m 0\n", "line 1: level `0`"),
@@ -711,7 +728,7 @@ fn shipped_model_matches_its_card() {
             "the card does not name {id}'s weights {hash}"
         );
         assert!(
-            ladder.iter().any(|(m, _)| *m == id),
+            ladder.iter().any(|r| r.model == id),
             "{id} is shipped but no quality uses it"
         );
     }
@@ -770,5 +787,119 @@ fn shipped_model_matches_its_card() {
                 );
             }
         }
+    }
+}
+
+/// Encodes `input` at `quality` with `-p residual=STEP`.
+fn encode_residual(
+    c: &ImageCodec,
+    input: &[u8],
+    quality: u32,
+    step: &str,
+) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::new();
+    let mut sink = ChunkSink::new(&mut out, c.info(), None);
+    let mut opts = EncodeOptions {
+        quality: Some(quality),
+        ..Default::default()
+    };
+    opts.params.insert("residual".into(), step.into());
+    c.encode(&mut &input[..], &mut sink, &opts)?;
+    sink.finish(input.len() as u64, None)?;
+    Ok(out)
+}
+
+/// The residual layer (`-p residual=STEP`, or a ladder rung's step) codes what the learned
+/// reconstruction misses: finer steps cost more bytes and give a closer image, on RGB,
+/// grey and RGBA inputs whose sides are not multiples of 8; the file says so in its flags
+/// and is the same on any thread count; a cut residual chunk is an error; bad steps are
+/// refused.
+#[test]
+fn the_residual_layer_refines_the_learned_reconstruction() {
+    let c = codec(7);
+    let input = fixture_png(83, 45);
+    let flags = |f: &[u8]| read_header(&mut &f[..], &Limits::default()).unwrap().params[3];
+    let base = encode_residual(&c, &input, 1, "0").unwrap();
+    assert_eq!(flags(&base) & 4, 0, "step 0 means no residual layer");
+    assert_eq!(base, encode_file(&c, &input, Some(1)));
+    let mut last = (
+        base.len(),
+        psnr_rgb(&input, &decode_file(&c, &base).unwrap()),
+    );
+    println!("no residual: {} bytes, {:.2} dB", last.0, last.1);
+    for step in ["40", "12", "3", "0.5"] {
+        let f = encode_residual(&c, &input, 1, step).unwrap();
+        assert_eq!(flags(&f) & 4, 4, "step {step}: residual flag");
+        let psnr = psnr_rgb(&input, &decode_file(&c, &f).unwrap());
+        println!("step {step}: {} bytes, {psnr:.2} dB", f.len());
+        assert!(
+            f.len() > last.0 && psnr > last.1 + 1.0,
+            "step {step}: {} bytes / {psnr:.2} dB after {} / {:.2}",
+            f.len(),
+            last.0,
+            last.1
+        );
+        last = (f.len(), psnr);
+    }
+    assert!(last.1 > 45.0, "step 0.5 is near-lossless: {:.2} dB", last.1);
+    // Deterministic, whatever the thread count.
+    let one = {
+        let mut out = Vec::new();
+        let mut sink = ChunkSink::new(&mut out, c.info(), None);
+        let mut opts = EncodeOptions {
+            quality: Some(1),
+            threads: 1,
+            ..Default::default()
+        };
+        opts.params.insert("residual".into(), "12".into());
+        c.encode(&mut &input[..], &mut sink, &opts).unwrap();
+        sink.finish(input.len() as u64, None).unwrap();
+        out
+    };
+    let f12 = encode_residual(&c, &input, 1, "12").unwrap();
+    assert_eq!(one, f12, "1 thread vs all");
+    assert_eq!(
+        decode_threads(&c, &f12, 1).unwrap(),
+        decode_threads(&c, &f12, 3).unwrap()
+    );
+    // Cut inside the residual chunk: an error, never a panic or a partial image.
+    for cut in [base.len() + 8, f12.len() - 4] {
+        assert!(decode_file(&c, &f12[..cut]).is_err(), "cut at {cut}");
+    }
+    // Grey stays grey and gets closer; alpha stays lossless.
+    let grey = image::DynamicImage::ImageLuma8(image::GrayImage::from_fn(45, 83, |x, y| {
+        image::Luma([((x * 5 + y * y) % 256) as u8])
+    }));
+    let gin = encode_dynamic(&grey);
+    let g0 = decode_file(&c, &encode_residual(&c, &gin, 1, "0").unwrap()).unwrap();
+    let g1 = decode_file(&c, &encode_residual(&c, &gin, 1, "2").unwrap()).unwrap();
+    let grey_err = |png: &[u8]| {
+        let out = image::load_from_memory(png).unwrap();
+        assert_eq!(out.color(), image::ColorType::L8);
+        out.to_luma8()
+            .pixels()
+            .zip(grey.to_luma8().pixels())
+            .map(|(a, b)| (f64::from(a[0]) - f64::from(b[0])).powi(2))
+            .sum::<f64>()
+    };
+    assert!(grey_err(&g1) * 10.0 < grey_err(&g0));
+    let rgba = image::RgbaImage::from_fn(50, 30, |x, y| {
+        image::Rgba([(x * 4) as u8, (y * 7) as u8, 90, (x * y % 256) as u8])
+    });
+    let f = encode_residual(
+        &c,
+        &encode_dynamic(&image::DynamicImage::ImageRgba8(rgba.clone())),
+        1,
+        "6",
+    )
+    .unwrap();
+    let out = image::load_from_memory(&decode_file(&c, &f).unwrap())
+        .unwrap()
+        .to_rgba8();
+    assert!(out.pixels().zip(rgba.pixels()).all(|(a, b)| a[3] == b[3]));
+    // Bad steps.
+    for bad in ["x", "-1", "5000", "0.01"] {
+        let e = encode_residual(&c, &input, 1, bad).unwrap_err().to_string();
+        assert!(e.contains(&format!("-p residual={bad}")), "{bad}: {e}");
     }
 }

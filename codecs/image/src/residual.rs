@@ -1,0 +1,521 @@
+//! The residual layer: a classical transform coder for what the learned codec leaves out.
+//!
+//! The autoencoder of a small learned model saturates at high rates (the shipped M = 128
+//! models reach ~35 dB on Kodak however fine the quantisation). For the top qualities the
+//! encoder therefore codes a lower learned level and then the residual `r = x - x̂`
+//! between the input and the learned reconstruction `x̂` (as the decoder computes it,
+//! before rounding to 8 bits), with a transform coder whose cost per dB is far lower
+//! there:
+//!
+//! * colour: an orthonormal transform of the RGB residual (`(R+G+B)/√3`, `(R-B)/√2`,
+//!   `(R-2G+B)/√6`), so squared error in the transform domain is squared error in RGB;
+//!   grey images code the first component only (the decoder averages R, G and B);
+//! * 8×8 orthonormal DCT of each component (planes padded to multiples of 8 by edge
+//!   replication of the residual, cropped on decode);
+//! * one uniform quantiser step for every coefficient (MSE-optimal in an orthonormal
+//!   domain), dead-zone rounding in the encoder (`⌊|c|/step + 0.3⌋`), and reconstruction
+//!   at the per-class centroid the encoder measured and transmitted;
+//! * context-adaptive range coding of the integers: per block and component an adaptive
+//!   "has non-zero coefficients" bit, then each coefficient's magnitude (0..14, 15 =
+//!   escape followed by Exp-Golomb bypass bits) under an adaptive 16-symbol model chosen
+//!   by component class (luma / chroma), band (`i + j`, capped at 9), the activity of the
+//!   left and upper blocks (`⌈log2(1 + Σ|q|)⌉`, capped at 7) and the same coefficient's
+//!   magnitude there (capped at 3), then a sign bit.
+//!
+//! Contexts use decoded integers only, so the stream decodes on any machine; the
+//! reconstruction adds the dequantised residual to the decoder's own `x̂`.
+//!
+//! Chunk layout (version 1): `[version, components, step (u16 LE, in 1/16 of an 8-bit
+//! sample)]`, [`OFFSET_CLASSES`] reconstruction offsets (i8, in 1/256 of a step, subtracted
+//! from `|q|`: `|q| = 1` then `|q| ≥ 2`, per component class and band), then the
+//! range-coded stream.
+
+use lcodec_core::{Error, Result};
+use lcodec_entropy::{AdaptiveBit, AdaptiveFrequency, Decode, Encode, RangeDecoder, RangeEncoder};
+use ndarray::{Array3, ArrayView3};
+
+/// Version byte of the residual chunk.
+pub const VERSION: u8 = 1;
+/// Block side of the transform.
+const B: usize = 8;
+/// Band classes (`i + j`, capped).
+const BANDS: usize = 10;
+/// Neighbour-activity classes.
+const ACT: usize = 8;
+/// Same-coefficient neighbour classes.
+const NB: usize = 4;
+/// Magnitude symbols; the last one escapes to Exp-Golomb.
+const SYMBOLS: usize = 16;
+/// Component classes: luma, chroma.
+const CLASSES: usize = 2;
+/// Reconstruction offsets transmitted: 2 magnitude classes per component class and band.
+pub const OFFSET_CLASSES: usize = 2 * CLASSES * BANDS;
+/// Bytes before the range-coded stream.
+const HEAD: usize = 4 + OFFSET_CLASSES;
+/// Encoder rounding offset (dead zone): `|q| = ⌊|c| / step + ROUND⌋`.
+const ROUND: f64 = 0.3;
+/// Largest quantised magnitude a stream may carry.
+const MAX_Q: u32 = 1 << 20;
+/// Smallest and largest quantiser steps (in 8-bit sample units).
+pub const MIN_STEP: f32 = 1.0 / 16.0;
+/// See [`MIN_STEP`].
+pub const MAX_STEP: f32 = 4095.0;
+
+fn ent(e: lcodec_entropy::Error) -> Error {
+    Error::codec("image", format!("residual layer: {e}"))
+}
+
+fn bad(what: impl std::fmt::Display) -> Error {
+    Error::codec("image", format!("residual layer: {what}"))
+}
+
+/// The 8-point orthonormal DCT-II matrix.
+fn dct_matrix() -> [[f64; B]; B] {
+    let mut m = [[0.0; B]; B];
+    for (k, row) in m.iter_mut().enumerate() {
+        let a = if k == 0 {
+            (1.0 / B as f64).sqrt()
+        } else {
+            (2.0 / B as f64).sqrt()
+        };
+        for (i, v) in row.iter_mut().enumerate() {
+            *v = a * (std::f64::consts::PI * (2 * i + 1) as f64 * k as f64 / (2 * B) as f64).cos();
+        }
+    }
+    m
+}
+
+/// Rows: the orthonormal colour transform.
+const S3: f64 = 0.577_350_269_189_625_8; // 1/√3
+const S2: f64 = std::f64::consts::FRAC_1_SQRT_2;
+const S6: f64 = 0.408_248_290_463_863; // 1/√6
+const COLOUR: [[f64; 3]; 3] = [[S3, S3, S3], [S2, 0.0, -S2], [S6, -2.0 * S6, S6]];
+
+/// `out = D · blk · Dᵀ` (forward) or `Dᵀ · blk · D` (inverse).
+fn dct2(d: &[[f64; B]; B], blk: &[f64; B * B], inverse: bool) -> [f64; B * B] {
+    let at = |r: usize, c: usize| if inverse { d[c][r] } else { d[r][c] };
+    let mut tmp = [0.0; B * B];
+    for r in 0..B {
+        for c in 0..B {
+            tmp[r * B + c] = (0..B).map(|k| at(r, k) * blk[k * B + c]).sum();
+        }
+    }
+    let mut out = [0.0; B * B];
+    for r in 0..B {
+        for c in 0..B {
+            out[r * B + c] = (0..B).map(|k| tmp[r * B + k] * at(c, k)).sum();
+        }
+    }
+    out
+}
+
+/// Component class of component `c`.
+fn class(c: usize) -> usize {
+    usize::from(c > 0)
+}
+
+/// Band class of coefficient `k` (row-major in the block).
+fn band(k: usize) -> usize {
+    (k / B + k % B).min(BANDS - 1)
+}
+
+/// Activity class of a sum of magnitudes: its bit length, capped.
+fn act_class(sum: u32) -> usize {
+    ((32 - sum.leading_zeros()) as usize).min(ACT - 1)
+}
+
+/// Block layout and the adaptive models, shared by encoder and decoder so both walk the
+/// same contexts.
+struct Scan {
+    comps: usize,
+    bw: usize,
+    bh: usize,
+    /// Quantised coefficients: component, block row, block column, 64 per block.
+    q: Vec<i32>,
+    /// Σ|q| per component and block.
+    act: Vec<u32>,
+    nonzero: Vec<AdaptiveBit>,
+    mags: Vec<AdaptiveFrequency>,
+}
+
+impl Scan {
+    fn new(comps: usize, w: usize, h: usize) -> Result<Self> {
+        let (bw, bh) = (w.div_ceil(B), h.div_ceil(B));
+        let n = comps * bw * bh;
+        let mags = (0..CLASSES * BANDS * ACT * NB)
+            .map(|_| AdaptiveFrequency::new(SYMBOLS).map_err(ent))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            comps,
+            bw,
+            bh,
+            q: vec![0; n * B * B],
+            act: vec![0; n],
+            nonzero: vec![AdaptiveBit::new(); CLASSES * ACT],
+            mags,
+        })
+    }
+
+    fn block(&self, c: usize, by: usize, bx: usize) -> usize {
+        (c * self.bh + by) * self.bw + bx
+    }
+
+    /// Neighbour activity class and the left / upper block indices of block `i`.
+    fn neighbours(&self, c: usize, by: usize, bx: usize) -> (usize, Option<usize>, Option<usize>) {
+        let left = (bx > 0).then(|| self.block(c, by, bx - 1));
+        let up = (by > 0).then(|| self.block(c, by - 1, bx));
+        let a = |b: Option<usize>| b.map_or(0, |b| self.act[b]);
+        (act_class(a(left).saturating_add(a(up))), left, up)
+    }
+
+    /// Context of coefficient `k` of a block of component class `cc`.
+    fn mag_ctx(
+        &self,
+        cc: usize,
+        k: usize,
+        na: usize,
+        left: Option<usize>,
+        up: Option<usize>,
+    ) -> usize {
+        let m = |b: Option<usize>| b.map_or(0, |b| self.q[b * B * B + k].unsigned_abs());
+        let nb = (m(left) + m(up)).min(NB as u32 - 1) as usize;
+        ((cc * BANDS + band(k)) * ACT + na) * NB + nb
+    }
+
+    /// Blocks in coding order: block rows, block columns, components.
+    fn order(&self) -> impl Iterator<Item = (usize, usize, usize)> + use<> {
+        let (bh, bw, comps) = (self.bh, self.bw, self.comps);
+        (0..bh).flat_map(move |by| (0..bw).flat_map(move |bx| (0..comps).map(move |c| (c, by, bx))))
+    }
+}
+
+/// Codes the residual between `input` (interleaved RGB8, `3 * w * h` bytes) and the
+/// learned reconstruction `recon` (`[3, ≥h, ≥w]`, in `[0, 1]`, not clamped) with
+/// quantiser step `step` (in 8-bit sample units); `grey` codes the first component only.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for a step outside [`MIN_STEP`]..=[`MAX_STEP`] or sizes that
+/// do not match; entropy-coder failures.
+pub fn encode(
+    input: &[u8],
+    recon: ArrayView3<'_, f32>,
+    w: usize,
+    h: usize,
+    grey: bool,
+    step: f32,
+) -> Result<Vec<u8>> {
+    if !(MIN_STEP..=MAX_STEP).contains(&step) {
+        return Err(Error::InvalidArgument(format!(
+            "image: residual step {step} (expected {MIN_STEP}..={MAX_STEP})"
+        )));
+    }
+    let (rc, rh, rw) = recon.dim();
+    if input.len() != 3 * w * h || rc != 3 || rh < h || rw < w {
+        return Err(Error::InvalidArgument(format!(
+            "image: residual of {} bytes and a {rc}x{rh}x{rw} reconstruction for {w}x{h}",
+            input.len()
+        )));
+    }
+    let step_code = (step * 16.0).round().clamp(1.0, f32::from(u16::MAX)) as u16;
+    let step = f64::from(step_code) / 16.0;
+    let comps = if grey { 1 } else { 3 };
+    let (bw, bh) = (w.div_ceil(B), h.div_ceil(B));
+    // Residual in the colour-transform domain, padded by edge replication.
+    let (pw, ph) = (bw * B, bh * B);
+    let mut planes = vec![vec![0.0f64; pw * ph]; comps];
+    for yy in 0..ph {
+        let sy = yy.min(h - 1);
+        for xx in 0..pw {
+            let sx = xx.min(w - 1);
+            let mut r = [0.0f64; 3];
+            for (ch, v) in r.iter_mut().enumerate() {
+                *v = f64::from(input[(sy * w + sx) * 3 + ch])
+                    - 255.0 * f64::from(recon[[ch, sy, sx]]);
+            }
+            for (c, p) in planes.iter_mut().enumerate() {
+                p[yy * pw + xx] = (0..3).map(|ch| COLOUR[c][ch] * r[ch]).sum();
+            }
+        }
+    }
+    let d = dct_matrix();
+    let mut scan = Scan::new(comps, w, h)?;
+    // Quantise, and gather the centroid statistics: Σ(|q| - |c|/step) per class.
+    let mut dev = [(0.0f64, 0u64); OFFSET_CLASSES];
+    for (c, by, bx) in scan.order() {
+        let mut blk = [0.0; B * B];
+        for r in 0..B {
+            for k in 0..B {
+                blk[r * B + k] = planes[c][(by * B + r) * pw + bx * B + k];
+            }
+        }
+        let coef = dct2(&d, &blk, false);
+        let i = scan.block(c, by, bx);
+        for (k, &v) in coef.iter().enumerate() {
+            let a = v.abs() / step;
+            let m = (a + ROUND).floor().min(f64::from(MAX_Q));
+            if m >= 1.0 {
+                let oc = offset_class(class(c), k, m as u32);
+                dev[oc].0 += m - a;
+                dev[oc].1 += 1;
+            }
+            scan.q[i * B * B + k] = if v < 0.0 { -(m as i32) } else { m as i32 };
+        }
+    }
+    let mut out = Vec::with_capacity(HEAD + 1024);
+    out.extend_from_slice(&[VERSION, comps as u8]);
+    out.extend_from_slice(&step_code.to_le_bytes());
+    for &(s, n) in &dev {
+        let off = if n == 0 { 0.0 } else { s / n as f64 };
+        out.push((off * 256.0).round().clamp(-128.0, 127.0) as i8 as u8);
+    }
+    let mut enc = RangeEncoder::new();
+    let blocks: Vec<_> = scan.order().collect();
+    for (c, by, bx) in blocks {
+        let i = scan.block(c, by, bx);
+        let (na, left, up) = scan.neighbours(c, by, bx);
+        let cc = class(c);
+        let coded = &scan.q[i * B * B..(i + 1) * B * B];
+        let any = coded.iter().any(|&v| v != 0);
+        enc.encode_bit_adaptive(any, &mut scan.nonzero[cc * ACT + na])
+            .map_err(ent)?;
+        if !any {
+            continue;
+        }
+        let mut sum = 0u32;
+        for k in 0..B * B {
+            let v = scan.q[i * B * B + k];
+            let m = v.unsigned_abs();
+            let ctx = scan.mag_ctx(cc, k, na, left, up);
+            let sym = (m as usize).min(SYMBOLS - 1);
+            enc.encode_adaptive(sym, &mut scan.mags[ctx]).map_err(ent)?;
+            if sym == SYMBOLS - 1 {
+                enc.encode_exp_golomb(m - (SYMBOLS as u32 - 1))
+                    .map_err(ent)?;
+            }
+            if m != 0 {
+                enc.encode_bits(u32::from(v < 0), 1).map_err(ent)?;
+            }
+            sum = sum.saturating_add(m);
+        }
+        scan.act[i] = sum;
+    }
+    out.extend_from_slice(&enc.finish());
+    Ok(out)
+}
+
+/// Offset class of a non-zero magnitude `m` of coefficient `k` in component class `cc`.
+fn offset_class(cc: usize, k: usize, m: u32) -> usize {
+    ((cc * BANDS + band(k)) * 2) + usize::from(m >= 2)
+}
+
+/// Decodes a residual chunk and adds it to `recon` (`[3, ≥h, ≥w]`, in `[0, 1]`); `grey`
+/// says what the header promises (1 component, else 3).
+///
+/// # Errors
+/// [`Error::Codec`] naming what is wrong with a damaged chunk.
+pub fn decode_into(
+    payload: &[u8],
+    recon: &mut Array3<f32>,
+    w: usize,
+    h: usize,
+    grey: bool,
+) -> Result<()> {
+    if payload.len() < HEAD {
+        return Err(bad(format!(
+            "{} bytes, shorter than its {HEAD}-byte head",
+            payload.len()
+        )));
+    }
+    let comps = if grey { 1 } else { 3 };
+    if payload[0] != VERSION || usize::from(payload[1]) != comps {
+        return Err(bad(format!(
+            "version {} with {} components (expected version {VERSION} with {comps})",
+            payload[0], payload[1]
+        )));
+    }
+    let step_code = u16::from_le_bytes([payload[2], payload[3]]);
+    if step_code == 0 {
+        return Err(bad("quantiser step 0"));
+    }
+    let (rc, rh, rw) = recon.dim();
+    if rc != 3 || rh < h || rw < w {
+        return Err(Error::InvalidArgument(format!(
+            "image: a {rc}x{rh}x{rw} reconstruction for {w}x{h}"
+        )));
+    }
+    let step = f64::from(step_code) / 16.0;
+    let offsets: Vec<f64> = payload[4..HEAD]
+        .iter()
+        .map(|&b| f64::from(b as i8) / 256.0)
+        .collect();
+    let mut scan = Scan::new(comps, w, h)?;
+    let mut dec = RangeDecoder::new(&payload[HEAD..]).map_err(ent)?;
+    let blocks: Vec<_> = scan.order().collect();
+    for &(c, by, bx) in &blocks {
+        let i = scan.block(c, by, bx);
+        let (na, left, up) = scan.neighbours(c, by, bx);
+        let cc = class(c);
+        if !dec
+            .decode_bit_adaptive(&mut scan.nonzero[cc * ACT + na])
+            .map_err(ent)?
+        {
+            continue;
+        }
+        let mut sum = 0u32;
+        for k in 0..B * B {
+            let ctx = scan.mag_ctx(cc, k, na, left, up);
+            let sym = dec.decode_adaptive(&mut scan.mags[ctx]).map_err(ent)?;
+            let mut m = sym as u32;
+            if sym == SYMBOLS - 1 {
+                let extra = dec.decode_exp_golomb().map_err(ent)?;
+                m = m.saturating_add(extra);
+                if m > MAX_Q {
+                    return Err(bad(format!("coefficient magnitude {m} (at most {MAX_Q})")));
+                }
+            }
+            if m != 0 && dec.decode_bits(1).map_err(ent)? == 1 {
+                scan.q[i * B * B + k] = -(m as i32);
+            } else {
+                scan.q[i * B * B + k] = m as i32;
+            }
+            sum = sum.saturating_add(m);
+        }
+        scan.act[i] = sum;
+    }
+    dec.finish().map_err(ent)?;
+    // Dequantise, inverse transforms, add.
+    let d = dct_matrix();
+    let pw = scan.bw * B;
+    let mut planes = vec![vec![0.0f64; pw * scan.bh * B]; comps];
+    for &(c, by, bx) in &blocks {
+        let i = scan.block(c, by, bx);
+        if scan.act[i] == 0 {
+            continue;
+        }
+        let mut coef = [0.0; B * B];
+        for (k, v) in coef.iter_mut().enumerate() {
+            let q = scan.q[i * B * B + k];
+            if q != 0 {
+                let m = q.unsigned_abs();
+                let r = (f64::from(m) - offsets[offset_class(class(c), k, m)]) * step;
+                *v = if q < 0 { -r } else { r };
+            }
+        }
+        let blk = dct2(&d, &coef, true);
+        for r in 0..B {
+            for k in 0..B {
+                planes[c][(by * B + r) * pw + bx * B + k] = blk[r * B + k];
+            }
+        }
+    }
+    for yy in 0..h {
+        for xx in 0..w {
+            for ch in 0..3 {
+                let v: f64 = (0..comps)
+                    .map(|c| COLOUR[c][ch] * planes[c][yy * pw + xx])
+                    .sum();
+                recon[[ch, yy, xx]] += (v / 255.0) as f32;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_transforms_are_orthonormal() {
+        let d = dct_matrix();
+        let blk: [f64; 64] = std::array::from_fn(|i| ((i * 37) % 23) as f64 - 11.0);
+        let back = dct2(&d, &dct2(&d, &blk, false), true);
+        for (a, b) in blk.iter().zip(&back) {
+            assert!((a - b).abs() < 1e-9);
+        }
+        let e: f64 = blk.iter().map(|v| v * v).sum();
+        let ec: f64 = dct2(&d, &blk, false).iter().map(|v| v * v).sum();
+        assert!((e - ec).abs() < 1e-6 * e);
+        for (i, a) in COLOUR.iter().enumerate() {
+            for (j, b) in COLOUR.iter().enumerate() {
+                let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+                assert!((dot - f64::from(u8::from(i == j))).abs() < 1e-12);
+            }
+        }
+    }
+
+    /// A small RGB image and a "reconstruction" that misses its detail.
+    fn sample(w: usize, h: usize) -> (Vec<u8>, Array3<f32>) {
+        let rgb: Vec<u8> = (0..w * h * 3)
+            .map(|i| ((i * 37 + (i / (3 * w)) * 11) % 251) as u8)
+            .collect();
+        let recon = Array3::from_shape_fn((3, h, w), |(c, y, x)| {
+            f32::from(rgb[(y * w + x) * 3 + c] / 32 * 32) / 255.0
+        });
+        (rgb, recon)
+    }
+
+    #[test]
+    fn finer_steps_reconstruct_closer() {
+        let (w, h) = (21, 13);
+        let (rgb, recon) = sample(w, h);
+        let err = |r: &Array3<f32>| -> f64 {
+            r.indexed_iter()
+                .map(|((c, y, x), &v)| {
+                    (f64::from(v) * 255.0 - f64::from(rgb[(y * w + x) * 3 + c])).powi(2)
+                })
+                .sum()
+        };
+        let mut last = err(&recon);
+        for step in [16.0, 4.0, 1.0, MIN_STEP] {
+            let p = encode(&rgb, recon.view(), w, h, false, step).unwrap();
+            let mut r = recon.clone();
+            decode_into(&p, &mut r, w, h, false).unwrap();
+            let e = err(&r);
+            assert!(e < last, "step {step}: {e} after {last}");
+            last = e;
+        }
+        // At the finest step every sample is within half a level.
+        assert!(last / ((w * h * 3) as f64) < 0.25 * 0.25, "{last}");
+    }
+
+    #[test]
+    fn damaged_chunks_are_named_errors_never_panics() {
+        let (w, h) = (19, 9);
+        let (rgb, recon) = sample(w, h);
+        let p = encode(&rgb, recon.view(), w, h, false, 2.0).unwrap();
+        let dec = |bytes: &[u8], grey: bool| {
+            let mut r = recon.clone();
+            decode_into(bytes, &mut r, w, h, grey).map(|()| r)
+        };
+        dec(&p, false).unwrap();
+        let msg = |r: Result<Array3<f32>>| r.unwrap_err().to_string();
+        assert!(msg(dec(&p[..HEAD - 1], false)).contains("shorter than its"));
+        assert!(msg(dec(&p, true)).contains("with 3 components (expected version 1 with 1)"));
+        let mut v = p.clone();
+        v[0] = 9;
+        assert!(msg(dec(&v, false)).contains("version 9"));
+        let mut z = p.clone();
+        z[2] = 0;
+        z[3] = 0;
+        assert!(msg(dec(&z, false)).contains("step 0"));
+        for cut in HEAD..p.len() {
+            assert!(
+                dec(&p[..cut], false).is_err() || cut + 2 >= p.len(),
+                "cut {cut}"
+            );
+        }
+        for i in 0..p.len() {
+            let mut b = p.clone();
+            b[i] ^= 0x5a;
+            let _ = dec(&b, false);
+        }
+        for step in [0.0, 0.01, 5000.0, f32::NAN] {
+            assert!(
+                encode(&rgb, recon.view(), w, h, false, step).is_err(),
+                "{step}"
+            );
+        }
+    }
+}
