@@ -521,6 +521,9 @@ fn cmd_info(path: &Path) -> CliResult<()> {
         h.codec_id.0,
         h.codec_version
     );
+    if let Some(d) = registry.by_id(h.codec_id).and_then(|c| c.describe(h)) {
+        println!("coding:          {d}");
+    }
     println!("container:       .lc format version {}", h.format_version);
     if h.model.id.is_empty() {
         println!("model:           none");

@@ -348,17 +348,30 @@ fn precision_flag_sets_the_lidar_grid() {
 
 /// A photo goes to the shipped learned image codec on its own, and the CLI says that the
 /// result is lossy and how to keep the file exact; `--codec raw` is bit-exact and silent.
+/// `lcodec info` tells the level and whether the residual layer is there.
 #[test]
 fn a_photo_is_coded_lossily_with_a_note_and_raw_stays_exact() {
     let png = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/fixtures/image-synth.png");
     let dir = tempfile::tempdir().expect("tempdir");
     let (lc, back) = (dir.path().join("p.lc"), dir.path().join("p.png"));
-    let o = lcodec(&["encode", s(&png), "-o", s(&lc)]);
+    let o = lcodec(&["encode", s(&png), "-o", s(&lc), "-q", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let info = String::from_utf8_lossy(&lcodec(&["info", s(&lc)]).stdout).to_string();
+    assert!(
+        info.contains("coding:          level 2 of 6, checkerboard context\n"),
+        "{info}"
+    );
+    let o = lcodec(&["encode", s(&png), "-o", s(&lc), "-f"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("lossy `image` codec") && stderr(&o).contains("--codec raw"),
         "{}",
         stderr(&o)
+    );
+    let info = String::from_utf8_lossy(&lcodec(&["info", s(&lc)]).stdout).to_string();
+    assert!(
+        info.contains("coding:          level 5 of 6, checkerboard context, + residual layer"),
+        "the default quality 5 is level 5 plus the residual layer: {info}"
     );
     let o = lcodec(&["decode", s(&lc), "-o", s(&back)]);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -280,6 +280,14 @@ pub trait Codec: Send + Sync {
         let _ = (header, opts);
         false
     }
+
+    /// A one-line, human-readable account of the codec parameters in `header` (e.g. the
+    /// quality level a file was coded at), for `lcodec info`; `None` (the default) when
+    /// the codec has nothing to add or does not recognise them.
+    fn describe(&self, header: &Header) -> Option<String> {
+        let _ = header;
+        None
+    }
 }
 
 /// Decode parameter naming the wanted output format (a lower-case file extension without

@@ -1245,6 +1245,32 @@ impl Codec for ImageCodec {
         Ok(())
     }
 
+    fn describe(&self, header: &Header) -> Option<String> {
+        let p = &header.params;
+        if p.len() != 5 || p[0] != PARAMS_VERSION {
+            return None;
+        }
+        let arch = match p[4] {
+            c if c == Arch::Checkerboard.code() => "checkerboard context",
+            c if c == Arch::MeanScale.code() => "mean-scale",
+            _ => "unknown entropy model",
+        };
+        let mut parts = vec![
+            format!("level {} of {}", u32::from(p[1]) + 1, p[2]),
+            arch.to_string(),
+        ];
+        for (bit, what) in [
+            (FLAG_RESIDUAL, "residual layer"),
+            (FLAG_ALPHA, "alpha plane"),
+            (FLAG_ICC, "ICC profile"),
+        ] {
+            if p[3] & bit != 0 {
+                parts.push(format!("+ {what}"));
+            }
+        }
+        Some(parts.join(", "))
+    }
+
     fn decodes_transformed(&self, _header: &Header, _opts: &DecodeOptions) -> bool {
         // Lossy: the output is a new image file, never the original's bytes.
         true
