@@ -68,7 +68,7 @@ enum Command {
         /// Decode only the tensor with this name (tensor codec, seekable input).
         #[arg(long)]
         tensor: Option<String>,
-        /// Codec parameter KEY=VALUE (repeatable), e.g. `-p model=PATH` for text-llm.
+        /// Codec parameter KEY=VALUE (repeatable), e.g. `-p model=PATH` for text-llm, `-p residual=STEP` for image.
         #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
         params: Vec<String>,
         /// Skip checksum and hash verification (not recommended).

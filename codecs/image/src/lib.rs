@@ -1163,20 +1163,19 @@ impl Codec for ImageCodec {
                 "image: alpha chunk without alpha channel",
             ));
         }
+        // Every chunk is read (and its checksum verified) before the transforms run, so a
+        // truncated or damaged file fails before the expensive part.
         let chunk = src
             .next_chunk()?
             .ok_or_else(|| Error::truncated(header.len, "image: the image chunk"))?;
-        let mut x = with_threads(opts.threads, || {
-            model.decode_float(&chunk.payload, w, h, qi)
-        })
-        .map_err(|e| chunk.malformed(e))?;
-        if p[3] & FLAG_RESIDUAL != 0 {
-            let c = src
-                .next_chunk()?
-                .ok_or_else(|| Error::truncated(header.len, "image: the residual chunk"))?;
-            residual::decode_into(&c.payload, &mut x, w as usize, h as usize, md.channels <= 2)
-                .map_err(|e| c.malformed(e))?;
-        }
+        let residual_chunk = if p[3] & FLAG_RESIDUAL != 0 {
+            Some(
+                src.next_chunk()?
+                    .ok_or_else(|| Error::truncated(header.len, "image: the residual chunk"))?,
+            )
+        } else {
+            None
+        };
         let alpha = if alpha_chunk {
             let c = src
                 .next_chunk()?
@@ -1207,6 +1206,16 @@ impl Codec for ImageCodec {
         }
         let (wu, hu) = (w as usize, h as usize);
         let grey = md.channels <= 2;
+        let x = with_threads(opts.threads, || {
+            let mut x = model
+                .decode_float(&chunk.payload, w, h, qi)
+                .map_err(|e| chunk.malformed(e))?;
+            if let Some(c) = &residual_chunk {
+                residual::decode_into(&c.payload, &mut x, wu, hu, grey)
+                    .map_err(|e| c.malformed(e))?;
+            }
+            Ok(x)
+        })?;
         let alpha_at = |i: usize| alpha.as_ref().map_or(255, |a| a[i]);
         let img = if grey {
             let mut v = Vec::with_capacity(wu * hu * 2);
