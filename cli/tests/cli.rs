@@ -357,8 +357,15 @@ fn a_photo_is_coded_lossily_with_a_note_and_raw_stays_exact() {
     let o = lcodec(&["encode", s(&png), "-o", s(&lc), "-q", "2"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let info = String::from_utf8_lossy(&lcodec(&["info", s(&lc)]).stdout).to_string();
+    let coding = |info: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix("coding:          "))
+            .unwrap_or("")
+            .to_string()
+    };
+    let c = coding(&info);
     assert!(
-        info.contains("coding:          level 2 of 6, checkerboard context\n"),
+        c.starts_with("level 2 of ") && c.ends_with(", checkerboard context"),
         "{info}"
     );
     let o = lcodec(&["encode", s(&png), "-o", s(&lc), "-f"]);
@@ -369,8 +376,9 @@ fn a_photo_is_coded_lossily_with_a_note_and_raw_stays_exact() {
         stderr(&o)
     );
     let info = String::from_utf8_lossy(&lcodec(&["info", s(&lc)]).stdout).to_string();
+    let c = coding(&info);
     assert!(
-        info.contains("coding:          level 5 of 6, checkerboard context, + residual layer"),
+        c.starts_with("level 5 of ") && c.ends_with(", checkerboard context, + residual layer"),
         "the default quality 5 is level 5 plus the residual layer: {info}"
     );
     let o = lcodec(&["decode", s(&lc), "-o", s(&back)]);
