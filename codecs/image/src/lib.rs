@@ -151,21 +151,10 @@ impl ImageModel {
         height: u32,
         quality_index: usize,
     ) -> Result<Vec<u8>> {
-        Ok(self.code_rgb(rgb, width, height, quality_index)?.0)
-    }
-
-    /// Analysis and coding: the payload and the `ŷ` the decoder will reconstruct.
-    fn code_rgb(
-        &self,
-        rgb: &[u8],
-        width: u32,
-        height: u32,
-        quality_index: usize,
-    ) -> Result<(Vec<u8>, Array3<f32>)> {
         let x = padded_input(rgb, width, height)?;
         let y = self.model.analysis(x.view(), quality_index)?;
         let z = self.model.hyper_analysis(y.view())?;
-        self.encode_latents(&y, &z)
+        Ok(self.encode_latents(&y, &z)?.0)
     }
 
     /// [`ImageModel::encode_rgb`], also returning the reconstruction the decoder will make
@@ -180,7 +169,10 @@ impl ImageModel {
         height: u32,
         quality_index: usize,
     ) -> Result<(Vec<u8>, Array3<f32>)> {
-        let (payload, y_hat) = self.code_rgb(rgb, width, height, quality_index)?;
+        let x = padded_input(rgb, width, height)?;
+        let y = self.model.analysis(x.view(), quality_index)?;
+        let z = self.model.hyper_analysis(y.view())?;
+        let (payload, y_hat) = self.encode_latents(&y, &z)?;
         let (w, h) = (width as usize, height as usize);
         let recon = self.model.synthesis(y_hat.view(), quality_index)?;
         Ok((payload, recon.slice(s![.., 0..h, 0..w]).to_owned()))
