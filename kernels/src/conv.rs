@@ -133,6 +133,9 @@ pub fn conv_transpose2d(
     let ho = conv_transpose2d_output_size(h, kh, p);
     let wo = conv_transpose2d_output_size(wd, kw, p);
     let mut out = Array3::<f32>::zeros((o, ho, wo));
+    // Each phase reads the input with its own zero border; pad once with the widest border
+    // of all phases and give each phase a window of that.
+    let mut phases = Vec::with_capacity((s * s) as usize);
     for ry in 0..s {
         let (ty, qy0, nqy) = phase(kh as isize, ry, s, pad, ho as isize);
         for rx in 0..s {
@@ -140,30 +143,55 @@ pub fn conv_transpose2d(
             if nqy <= 0 || nqx <= 0 || ty == 0 || tx == 0 {
                 continue; // only the bias reaches these outputs
             }
-            // Sub-kernel, flipped so that the phase is a plain cross-correlation:
-            // kp[o, i, a, b] = w[i, o, ry + s*(ty-1-a), rx + s*(tx-1-b)].
-            let kp = Array4::from_shape_fn((o, c, ty as usize, tx as usize), |(oo, i, a, b)| {
-                let ky = (ry + s * (ty - 1 - a as isize)) as usize;
-                let kx = (rx + s * (tx - 1 - b as isize)) as usize;
-                w[[i, oo, ky, kx]]
-            });
             let top = ty - 1 - qy0;
             let bottom = nqy + ty - 1 - top - h as isize;
             let left = tx - 1 - qx0;
             let right = nqx + tx - 1 - left - wd as isize;
-            let xp = pad_crop(x, top, bottom, left, right);
-            let ph = conv_valid(xp.view(), kp.view(), 1, mode);
-            debug_assert_eq!(ph.dim(), (o, nqy as usize, nqx as usize));
-            let oy0 = (qy0 * s + ry - pad) as usize;
-            let ox0 = (qx0 * s + rx - pad) as usize;
-            let su = s as usize;
-            let mut dst = out.slice_mut(s![
-                ..,
-                oy0..oy0 + (nqy as usize - 1) * su + 1;su,
-                ox0..ox0 + (nqx as usize - 1) * su + 1;su
-            ]);
-            dst.assign(&ph);
+            phases.push((
+                ry,
+                rx,
+                ty,
+                tx,
+                qy0,
+                qx0,
+                nqy,
+                nqx,
+                [top, bottom, left, right],
+            ));
         }
+    }
+    let border = |i: usize| phases.iter().map(|p| p.8[i]).max().unwrap_or(0);
+    let (bt, bb, bl, br) = (border(0), border(1), border(2), border(3));
+    let xp = pad_crop(x, bt, bb, bl, br);
+    for &(ry, rx, ty, tx, qy0, qx0, nqy, nqx, [top, bottom, left, right]) in &phases {
+        // Sub-kernel, flipped so that the phase is a plain cross-correlation:
+        // kp[o, i, a, b] = w[i, o, ry + s*(ty-1-a), rx + s*(tx-1-b)].
+        let kp = Array4::from_shape_fn((o, c, ty as usize, tx as usize), |(oo, i, a, b)| {
+            let ky = (ry + s * (ty - 1 - a as isize)) as usize;
+            let kx = (rx + s * (tx - 1 - b as isize)) as usize;
+            w[[i, oo, ky, kx]]
+        });
+        let (y0, x0) = ((bt - top) as usize, (bl - left) as usize);
+        let (ph_h, ph_w) = (
+            (h as isize + top + bottom) as usize,
+            (wd as isize + left + right) as usize,
+        );
+        let win = xp.slice(s![.., y0..y0 + ph_h, x0..x0 + ph_w]);
+        let ph = conv_valid(win, kp.view(), 1, mode);
+        debug_assert_eq!(ph.dim(), (o, nqy as usize, nqx as usize));
+        let oy0 = (qy0 * s + ry - pad) as usize;
+        let ox0 = (qx0 * s + rx - pad) as usize;
+        let su = s as usize;
+        let mut dst = out.slice_mut(s![
+            ..,
+            oy0..oy0 + (nqy as usize - 1) * su + 1;su,
+            ox0..ox0 + (nqx as usize - 1) * su + 1;su
+        ]);
+        let mut planes: Vec<_> = dst
+            .axis_iter_mut(Axis(0))
+            .zip(ph.axis_iter(Axis(0)))
+            .collect();
+        planes.par_iter_mut().for_each(|(d, p)| d.assign(p));
     }
     if let Some(b) = bias {
         add_bias(&mut out, b);
@@ -209,8 +237,12 @@ fn pad_crop(
     let xs1 = w.min(nw as isize - left);
     if ys1 > ys0 && xs1 > xs0 {
         let src = x.slice(s![.., ys0..ys1, xs0..xs1]);
-        out.slice_mut(s![.., ys0 + top..ys1 + top, xs0 + left..xs1 + left])
-            .assign(&src);
+        let mut dst = out.slice_mut(s![.., ys0 + top..ys1 + top, xs0 + left..xs1 + left]);
+        let mut planes: Vec<_> = dst
+            .axis_iter_mut(Axis(0))
+            .zip(src.axis_iter(Axis(0)))
+            .collect();
+        planes.par_iter_mut().for_each(|(d, s)| d.assign(s));
     }
     out
 }
@@ -238,17 +270,25 @@ fn conv_valid(
     );
     let ho = (h - kh) / stride + 1;
     let wo = (wd - kw) / stride + 1;
-    let x = x.as_standard_layout();
     let w = w.as_standard_layout();
     match mode {
-        Mode::Fast => conv_valid_gemm(x.view(), w.view(), stride, ho, wo),
-        Mode::Deterministic => conv_valid_det(x.view(), w.view(), stride, ho, wo),
+        // im2col reads rows of any view; no copy of a window.
+        Mode::Fast => conv_valid_gemm(x, w.view(), stride, ho, wo),
+        Mode::Deterministic => {
+            let x = x.as_standard_layout();
+            conv_valid_det(x.view(), w.view(), stride, ho, wo)
+        }
     }
 }
 
 /// Target number of f32 in one im2col tile (~4 MiB) — keeps tiles cache-friendly and the
 /// memory bounded whatever the image size.
 const TILE_ELEMS: usize = 1 << 20;
+
+thread_local! {
+    /// The im2col tile of [`conv_valid_gemm`] on this thread.
+    static COLS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 fn conv_valid_gemm(
     x: ArrayView3<'_, f32>,
@@ -278,23 +318,41 @@ fn conv_valid_gemm(
     tiles.par_iter_mut().for_each(|(oy0, dst)| {
         let tn = dst.ncols();
         let nrows = tn / wo;
-        let mut cols = Array2::<f32>::zeros((k, tn));
-        for i in 0..c {
-            let plane = x.index_axis(Axis(0), i);
-            for ky in 0..kh {
-                for kx in 0..kw {
-                    let r = (i * kh + ky) * kw + kx;
-                    let mut crow = cols.row_mut(r);
-                    for dy in 0..nrows {
-                        let iy = (*oy0 + dy) * stride + ky;
-                        let src = plane.row(iy);
-                        let src = src.slice(s![kx..kx + (wo - 1) * stride + 1;stride]);
-                        crow.slice_mut(s![dy * wo..(dy + 1) * wo]).assign(&src);
+        // One im2col buffer per thread, reused across tiles and calls: every entry is
+        // written below, and fresh multi-megabyte buffers cost a page fault per 4 KiB.
+        // (A tile larger than the usual budget, from a very wide image, is not kept.)
+        COLS.with(|cell| {
+            let mut own = Vec::new();
+            let mut cached = cell.borrow_mut();
+            let buf = if k * tn <= 2 * TILE_ELEMS {
+                &mut *cached
+            } else {
+                &mut own
+            };
+            if buf.len() < k * tn {
+                buf.resize(k * tn, 0.0);
+            }
+            let mut cols = match ArrayViewMut2::from_shape((k, tn), &mut buf[..k * tn]) {
+                Ok(v) => v,
+                Err(_) => unreachable!("buffer has k * tn entries"),
+            };
+            for i in 0..c {
+                let plane = x.index_axis(Axis(0), i);
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let r = (i * kh + ky) * kw + kx;
+                        let mut crow = cols.row_mut(r);
+                        for dy in 0..nrows {
+                            let iy = (*oy0 + dy) * stride + ky;
+                            let src = plane.row(iy);
+                            let src = src.slice(s![kx..kx + (wo - 1) * stride + 1;stride]);
+                            crow.slice_mut(s![dy * wo..(dy + 1) * wo]).assign(&src);
+                        }
                     }
                 }
             }
-        }
-        general_mat_mul(1.0, &wm, &cols, 0.0, dst);
+            general_mat_mul(1.0, &wm, &cols.view(), 0.0, dst);
+        });
     });
     match out.into_shape_with_order((o, ho, wo)) {
         Ok(v) => v,

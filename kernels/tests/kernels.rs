@@ -60,6 +60,29 @@ fn conv2d_matches_reference() {
 }
 
 #[test]
+fn conv2d_on_a_very_wide_input_matches_reference() {
+    // One output row of 64*5*5 x 1400 im2col entries is over the size of the per-thread
+    // im2col buffer that is kept between calls, so this tile takes its own buffer; the
+    // small convolution after it reuses the kept one.
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let x = rand3(&mut rng, (64, 5, 1404));
+    let wt = rand4(&mut rng, (2, 64, 5, 5));
+    let prm = Conv2dParams {
+        stride: 1,
+        padding: 0,
+    };
+    let r = reference::conv2d(x.view(), wt.view(), None, prm);
+    let y = conv2d(x.view(), wt.view(), None, prm, Mode::Fast);
+    let e = max_rel_err(&y, &r);
+    assert!(e < 1e-4, "wide conv2d: rel err {e}");
+    let x2 = rand3(&mut rng, (3, 9, 9));
+    let w2 = rand4(&mut rng, (4, 3, 3, 3));
+    let r2 = reference::conv2d(x2.view(), w2.view(), None, prm);
+    let y2 = conv2d(x2.view(), w2.view(), None, prm, Mode::Fast);
+    assert!(max_rel_err(&y2, &r2) < 1e-5);
+}
+
+#[test]
 fn conv_transpose2d_matches_reference() {
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     for &(c, o, h, w, k, s, p, op) in &[
