@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Writes the model card of a shipped image model set from the Kodak sweep that measured it.
 
-    models/scripts/image-card.py --name image-ckbd-v3 \
-        --weights models/weights/image-ckbd-v3.safetensors models/weights/image-ckbd-v3-top.safetensors \
+    models/scripts/image-card.py --name image-ckbd-v4 \
+        --weights models/weights/image-ckbd-v4.safetensors models/weights/image-ckbd-v4-top.safetensors \
         --hash HEX1 HEX2 --state CKPT1/state.txt CKPT2/state.txt \
-        --ladder models/weights/image-ladder.txt --sweep DIR --notes NOTES.md > models/weights/image-ckbd-v3.md
+        --ladder models/weights/image-ladder.txt --sweep DIR --notes NOTES.md > models/weights/image-ckbd-v4.md
 
 One --weights / --hash / --state per file of the set (a single model needs no --ladder).
 HEX is the weights hash as `lcodec info` prints it for a file made with the model; DIR is the
