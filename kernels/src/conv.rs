@@ -147,7 +147,7 @@ pub fn conv_transpose2d(
             let bottom = nqy + ty - 1 - top - h as isize;
             let left = tx - 1 - qx0;
             let right = nqx + tx - 1 - left - wd as isize;
-            phases.push((
+            phases.push(Phase {
                 ry,
                 rx,
                 ty,
@@ -156,14 +156,25 @@ pub fn conv_transpose2d(
                 qx0,
                 nqy,
                 nqx,
-                [top, bottom, left, right],
-            ));
+                border: [top, bottom, left, right],
+            });
         }
     }
-    let border = |i: usize| phases.iter().map(|p| p.8[i]).max().unwrap_or(0);
+    let border = |i: usize| phases.iter().map(|p| p.border[i]).max().unwrap_or(0);
     let (bt, bb, bl, br) = (border(0), border(1), border(2), border(3));
     let xp = pad_crop(x, bt, bb, bl, br);
-    for &(ry, rx, ty, tx, qy0, qx0, nqy, nqx, [top, bottom, left, right]) in &phases {
+    for at in &phases {
+        let Phase {
+            ry,
+            rx,
+            ty,
+            tx,
+            qy0,
+            qx0,
+            nqy,
+            nqx,
+            border: [top, bottom, left, right],
+        } = *at;
         // Sub-kernel, flipped so that the phase is a plain cross-correlation:
         // kp[o, i, a, b] = w[i, o, ry + s*(ty-1-a), rx + s*(tx-1-b)].
         let kp = Array4::from_shape_fn((o, c, ty as usize, tx as usize), |(oo, i, a, b)| {
@@ -197,6 +208,22 @@ pub fn conv_transpose2d(
         add_bias(&mut out, b);
     }
     out
+}
+
+/// One output phase `(ry, rx)` of a transposed convolution: its taps, first index and
+/// length along each axis ([`phase`]), and the zero border its input needs (top, bottom,
+/// left, right; negative crops).
+#[derive(Clone, Copy)]
+struct Phase {
+    ry: isize,
+    rx: isize,
+    ty: isize,
+    tx: isize,
+    qy0: isize,
+    qx0: isize,
+    nqy: isize,
+    nqx: isize,
+    border: [isize; 4],
 }
 
 /// Taps, first phase index and phase length of output phase `r` along one axis:
@@ -323,11 +350,12 @@ fn conv_valid_gemm(
         // (A tile larger than the usual budget, from a very wide image, is not kept.)
         COLS.with(|cell| {
             let mut own = Vec::new();
-            let mut cached = cell.borrow_mut();
-            let buf = if k * tn <= 2 * TILE_ELEMS {
-                &mut *cached
-            } else {
-                &mut own
+            // (`try_borrow_mut` only fails if this thread re-entered here, which the code
+            // inside does not do; the tile then simply gets its own buffer.)
+            let mut cached = cell.try_borrow_mut().ok();
+            let buf = match cached.as_deref_mut() {
+                Some(b) if k * tn <= 2 * TILE_ELEMS => b,
+                _ => &mut own,
             };
             if buf.len() < k * tn {
                 buf.resize(k * tn, 0.0);
