@@ -143,38 +143,23 @@ pub fn conv_transpose2d(
             if nqy <= 0 || nqx <= 0 || ty == 0 || tx == 0 {
                 continue; // only the bias reaches these outputs
             }
-            let top = ty - 1 - qy0;
-            let bottom = nqy + ty - 1 - top - h as isize;
-            let left = tx - 1 - qx0;
-            let right = nqx + tx - 1 - left - wd as isize;
-            phases.push(Phase {
-                ry,
-                rx,
-                ty,
-                tx,
-                qy0,
-                qx0,
-                nqy,
-                nqx,
-                border: [top, bottom, left, right],
-            });
+            phases.push((ry, rx, (ty, qy0, nqy), (tx, qx0, nqx)));
         }
     }
-    let border = |i: usize| phases.iter().map(|p| p.border[i]).max().unwrap_or(0);
-    let (bt, bb, bl, br) = (border(0), border(1), border(2), border(3));
+    // Zero border each phase's input needs, (top, bottom) and (left, right); negative crops.
+    let border = |(taps, q0, n): (isize, isize, isize), len: usize| {
+        let lo = taps - 1 - q0;
+        (lo, n + taps - 1 - lo - len as isize)
+    };
+    let (mut bt, mut bb, mut bl, mut br) = (0, 0, 0, 0);
+    for &(_, _, py, px) in &phases {
+        let ((t, bo), (l, r)) = (border(py, h), border(px, wd));
+        (bt, bb, bl, br) = (bt.max(t), bb.max(bo), bl.max(l), br.max(r));
+    }
     let xp = pad_crop(x, bt, bb, bl, br);
-    for at in &phases {
-        let Phase {
-            ry,
-            rx,
-            ty,
-            tx,
-            qy0,
-            qx0,
-            nqy,
-            nqx,
-            border: [top, bottom, left, right],
-        } = *at;
+    for &(ry, rx, py, px) in &phases {
+        let ((ty, qy0, nqy), (tx, qx0, nqx)) = (py, px);
+        let ((top, bottom), (left, right)) = (border(py, h), border(px, wd));
         // Sub-kernel, flipped so that the phase is a plain cross-correlation:
         // kp[o, i, a, b] = w[i, o, ry + s*(ty-1-a), rx + s*(tx-1-b)].
         let kp = Array4::from_shape_fn((o, c, ty as usize, tx as usize), |(oo, i, a, b)| {
@@ -208,22 +193,6 @@ pub fn conv_transpose2d(
         add_bias(&mut out, b);
     }
     out
-}
-
-/// One output phase `(ry, rx)` of a transposed convolution: its taps, first index and
-/// length along each axis ([`phase`]), and the zero border its input needs (top, bottom,
-/// left, right; negative crops).
-#[derive(Clone, Copy)]
-struct Phase {
-    ry: isize,
-    rx: isize,
-    ty: isize,
-    tx: isize,
-    qy0: isize,
-    qx0: isize,
-    nqy: isize,
-    nqx: isize,
-    border: [isize; 4],
 }
 
 /// Taps, first phase index and phase length of output phase `r` along one axis:
