@@ -5,11 +5,15 @@
 //! Stream: `ẑ` (channel-major, row-major) under the model's integer factorized tables,
 //! then `q = ⌊y - μ⌉` under the fixed quantized Gaussian tables at
 //! `scale_index(max(σ, 0.11))`. Mean-scale models: `(μ, σ) = h_s(ẑ)`, all of `y`
-//! channel-major. Checkerboard models: every anchor first (channel-major, row-major),
-//! then every non-anchor with parameters that also depend on the decoded anchors. All
-//! parameters come from the deterministic kernels.
+//! channel-major. Context models: the steps of
+//! [`context_steps`](crate::hyperprior::context_steps) in order, each step's channels
+//! channel-major, row-major at its positions; checkerboard models: every anchor, then
+//! every non-anchor with parameters that also depend on the decoded anchors; the
+//! channel-group variant: the anchors group by group, then the non-anchors group by group,
+//! each step conditioned on everything before it. All parameters come from the
+//! deterministic kernels.
 
-use crate::hyperprior::{Arch, MeanScaleHyperprior, SCALE_BOUND, is_anchor};
+use crate::hyperprior::{ContextStep, MeanScaleHyperprior, SCALE_BOUND, is_anchor};
 use lcodec_core::{Error, Result};
 use lcodec_entropy::{Categorical, Decode, Encode, Family, RangeDecoder, RangeEncoder, tables};
 use ndarray::Array3;
@@ -81,12 +85,14 @@ impl<'a> LatentCoder<'a> {
             }
         }
         let mut y_hat = Array3::<f32>::zeros(y.dim());
+        let (_, h, w) = y.dim();
         let mut pass = |means: &Array3<f32>,
                         scales: &Array3<f32>,
-                        sel: Option<bool>,
+                        step: Option<ContextStep>,
                         y_hat: &mut Array3<f32>|
          -> Result<()> {
-            if means.dim() != y.dim() {
+            let (c0, len) = step.map_or((0, y.dim().0), |s| (s.start, s.len));
+            if means.dim() != (len, h, w) || c0 + len > y.dim().0 {
                 return Err(Error::InvalidArgument(format!(
                     "y is {:?}, the hyperprior predicts {:?}",
                     y.dim(),
@@ -94,11 +100,11 @@ impl<'a> LatentCoder<'a> {
                 )));
             }
             let gauss = tables(Family::Gaussian);
-            for ((c, r, col), &yv) in y.indexed_iter() {
-                if sel.is_some_and(|a| is_anchor(r, col) != a) {
+            for ((c, r, col), &mu) in means.indexed_iter() {
+                if step.is_some_and(|s| is_anchor(r, col) != s.anchors) {
                     continue;
                 }
-                let (mu, sc) = (means[[c, r, col]], scales[[c, r, col]]);
+                let (yv, sc) = (y[[c0 + c, r, col]], scales[[c, r, col]]);
                 // Values beyond ±1e9 cannot occur for a sane model; clamp anyway (NaN -> 0).
                 let q = if (yv - mu).is_nan() {
                     0
@@ -106,22 +112,18 @@ impl<'a> LatentCoder<'a> {
                     (yv - mu).round().clamp(-1e9, 1e9) as i32
                 };
                 enc.encode_integer(q, table_for(gauss, sc)).map_err(ent)?;
-                y_hat[[c, r, col]] = q as f32 + mu;
+                y_hat[[c0 + c, r, col]] = q as f32 + mu;
             }
             Ok(())
         };
-        match m.config().arch {
-            Arch::MeanScale => {
-                let (means, scales) = m.hyper_synthesis(z_hat.view())?;
-                pass(&means, &scales, None, &mut y_hat)?;
-            }
-            Arch::Checkerboard => {
-                let hyper = m.hyper_params(z_hat.view())?;
-                let (ma, sa) = m.anchor_params(hyper.view())?;
-                pass(&ma, &sa, Some(true), &mut y_hat)?;
-                let (mn, sn) = m.nonanchor_params(hyper.view(), y_hat.view())?;
-                pass(&mn, &sn, Some(false), &mut y_hat)?;
-            }
+        if m.config().arch.has_context() {
+            let hyper = m.hyper_params(z_hat.view())?;
+            m.run_context_steps(hyper.view(), &mut y_hat, |st, mu, sc, yh| {
+                pass(mu, sc, Some(st), yh)
+            })?;
+        } else {
+            let (means, scales) = m.hyper_synthesis(z_hat.view())?;
+            pass(&means, &scales, None, &mut y_hat)?;
         }
         Ok((enc.finish(), y_hat))
     }
@@ -143,36 +145,34 @@ impl<'a> LatentCoder<'a> {
         }
         let mut pass = |means: &Array3<f32>,
                         scales: &Array3<f32>,
-                        sel: Option<bool>,
+                        step: Option<ContextStep>,
                         y_hat: &mut Array3<f32>|
          -> Result<()> {
             let gauss = tables(Family::Gaussian);
-            for ((c, r, col), o) in y_hat.indexed_iter_mut() {
-                if sel.is_some_and(|a| is_anchor(r, col) != a) {
+            let c0 = step.map_or(0, |s| s.start);
+            for ((c, r, col), &mu) in means.indexed_iter() {
+                if step.is_some_and(|s| is_anchor(r, col) != s.anchors) {
                     continue;
                 }
-                let (mu, sc) = (means[[c, r, col]], scales[[c, r, col]]);
+                let sc = scales[[c, r, col]];
                 let q = dec.decode_integer(table_for(gauss, sc)).map_err(ent)?;
-                *o = q as f32 + mu;
+                y_hat[[c0 + c, r, col]] = q as f32 + mu;
             }
             Ok(())
         };
-        let y_hat = match m.config().arch {
-            Arch::MeanScale => {
-                let (means, scales) = m.hyper_synthesis(z_hat.view())?;
-                let mut y_hat = Array3::<f32>::zeros(means.dim());
-                pass(&means, &scales, None, &mut y_hat)?;
-                y_hat
-            }
-            Arch::Checkerboard => {
-                let hyper = m.hyper_params(z_hat.view())?;
-                let (ma, sa) = m.anchor_params(hyper.view())?;
-                let mut y_hat = Array3::<f32>::zeros(ma.dim());
-                pass(&ma, &sa, Some(true), &mut y_hat)?;
-                let (mn, sn) = m.nonanchor_params(hyper.view(), y_hat.view())?;
-                pass(&mn, &sn, Some(false), &mut y_hat)?;
-                y_hat
-            }
+        let y_hat = if m.config().arch.has_context() {
+            let hyper = m.hyper_params(z_hat.view())?;
+            let (_, h, w) = hyper.dim();
+            let mut y_hat = Array3::<f32>::zeros((m.config().m, h, w));
+            m.run_context_steps(hyper.view(), &mut y_hat, |st, mu, sc, yh| {
+                pass(mu, sc, Some(st), yh)
+            })?;
+            y_hat
+        } else {
+            let (means, scales) = m.hyper_synthesis(z_hat.view())?;
+            let mut y_hat = Array3::<f32>::zeros(means.dim());
+            pass(&means, &scales, None, &mut y_hat)?;
+            y_hat
         };
         dec.finish().map_err(ent)?;
         Ok(y_hat)

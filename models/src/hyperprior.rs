@@ -31,6 +31,8 @@ use std::collections::HashMap;
 pub const ARCH: &str = "mshp-gain-v1";
 /// Architecture id of the hyperprior with the checkerboard context model.
 pub const ARCH_CHECKERBOARD: &str = "ckbd-gain-v1";
+/// Architecture id of the checkerboard context model over channel groups.
+pub const ARCH_CHANNEL_CHECKERBOARD: &str = "ckbd-cc-v1";
 
 /// Which entropy model sits on top of the shared transforms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -43,6 +45,18 @@ pub enum Arch {
     /// get `ep(h_s(ẑ), ctx(ŷ_anchors))` with `ctx` a 5x5 convolution that only sees
     /// anchors. Two parallel passes.
     Checkerboard,
+    /// Checkerboard context over channel groups ([`ARCH_CHANNEL_CHECKERBOARD`]; the
+    /// spatial-channel context of He et al., "ELIC", CVPR 2022, in the order that keeps a
+    /// checkerboard model's computation as its special case). `y`'s channels are split
+    /// into the uneven groups of [`channel_groups`]; the latents are decoded in the
+    /// [`context_steps`] order: the anchors of group 1, 2, …, then the non-anchors of
+    /// group 1, 2, …. Every step's context is one unmasked 5x5 convolution `ctx` (`M →
+    /// 2M`) of everything decoded before it (zeros elsewhere), plus `ctx`'s bias in the
+    /// non-anchor steps; `(μ, σ)` of the step's channels are `ep(h_s(ẑ), context)`. With
+    /// one group and the even taps of `ctx` zero this is exactly [`Arch::Checkerboard`],
+    /// which is how such a model is first made from a trained checkerboard one.
+    /// `2 × groups` parallel passes.
+    ChannelCheckerboard,
 }
 
 impl Arch {
@@ -51,7 +65,14 @@ impl Arch {
         match self {
             Arch::MeanScale => ARCH,
             Arch::Checkerboard => ARCH_CHECKERBOARD,
+            Arch::ChannelCheckerboard => ARCH_CHANNEL_CHECKERBOARD,
         }
+    }
+
+    /// Whether the model has the context convolution and entropy-parameter network (the
+    /// checkerboard architectures).
+    pub fn has_context(self) -> bool {
+        self != Arch::MeanScale
     }
 
     /// Parses an id ([`Arch::id`]) or a short name (`mshp`, `ckbd`).
@@ -62,8 +83,10 @@ impl Arch {
         match s.trim() {
             ARCH | "mshp" => Ok(Arch::MeanScale),
             ARCH_CHECKERBOARD | "ckbd" | "checkerboard" => Ok(Arch::Checkerboard),
+            ARCH_CHANNEL_CHECKERBOARD | "ckbd-cc" => Ok(Arch::ChannelCheckerboard),
             other => Err(Error::Unsupported(format!(
-                "model architecture `{other}` (this build knows `{ARCH}`, `{ARCH_CHECKERBOARD}`)"
+                "model architecture `{other}` (this build knows `{ARCH}`, `{ARCH_CHECKERBOARD}`, \
+                 `{ARCH_CHANNEL_CHECKERBOARD}`)"
             ))),
         }
     }
@@ -73,8 +96,58 @@ impl Arch {
         match self {
             Arch::MeanScale => 0,
             Arch::Checkerboard => 1,
+            Arch::ChannelCheckerboard => 2,
         }
     }
+}
+
+/// One step of a context model's decoding order: the latents of channels
+/// `start..start + len` at the anchors (or at the non-anchors).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContextStep {
+    /// Anchors (`(row + col)` even) or non-anchors.
+    pub anchors: bool,
+    /// First channel.
+    pub start: usize,
+    /// Number of channels.
+    pub len: usize,
+}
+
+/// The channel groups of [`Arch::ChannelCheckerboard`] as `(first channel, count)`:
+/// `M/8, M/8, M/4` and the rest (ELIC's uneven split, scaled: small groups first, where a
+/// decoded channel helps the most others). Empty groups (tiny `M`) are left out.
+pub fn channel_groups(m: usize) -> Vec<(usize, usize)> {
+    let sizes = [m / 8, m / 8, m / 4, m - 2 * (m / 8) - m / 4];
+    let mut out = Vec::with_capacity(sizes.len());
+    let mut start = 0;
+    for len in sizes {
+        if len > 0 {
+            out.push((start, len));
+            start += len;
+        }
+    }
+    out
+}
+
+/// The decoding order of a context model with `m` latent channels: every anchor step,
+/// then every non-anchor step; one channel group ([`Arch::Checkerboard`]) or those of
+/// [`channel_groups`]. Empty for [`Arch::MeanScale`].
+pub fn context_steps(arch: Arch, m: usize) -> Vec<ContextStep> {
+    let groups = match arch {
+        Arch::MeanScale => return vec![],
+        Arch::Checkerboard => vec![(0, m)],
+        Arch::ChannelCheckerboard => channel_groups(m),
+    };
+    [true, false]
+        .into_iter()
+        .flat_map(|anchors| {
+            groups.iter().map(move |&(start, len)| ContextStep {
+                anchors,
+                start,
+                len,
+            })
+        })
+        .collect()
 }
 
 /// Whether position `(row, col)` of the `y` grid is a checkerboard anchor (decoded first).
@@ -348,6 +421,12 @@ struct CheckerboardLayers {
     ep0_anchor: ConvLayer,
     /// 1x1 convolutions `ep.0`, `ep.2`, `ep.4` (LeakyReLU between).
     ep: Vec<ConvLayer>,
+    /// [`Arch::ChannelCheckerboard`], per channel group: `ep.4` restricted to the group's
+    /// outputs (its scales, then its means).
+    ep_last: Vec<ConvLayer>,
+    /// [`Arch::ChannelCheckerboard`], per channel group: `ctx.weight` restricted to the
+    /// group's inputs, `[2M, len, 5, 5]`.
+    ctx_in: Vec<Array4<f32>>,
 }
 
 /// Checkerboard mask of the context convolution: tap `(ky, kx)` is used when
@@ -495,12 +574,14 @@ impl MeanScaleHyperprior {
         let z_tables = FactorizedTables::load(&w, n)?;
         let ckbd = match cfg.arch {
             Arch::MeanScale => None,
-            Arch::Checkerboard => {
+            arch => {
                 let (e1, e2) = ep_sizes(m);
                 let mut ctx = ConvLayer::load(&w, "ctx", m, 2 * m, 5, 1, false)?;
-                for ((_, _, ky, kx), v) in ctx.weight.indexed_iter_mut() {
-                    if !context_mask_tap(ky, kx) {
-                        *v = 0.0;
+                if arch == Arch::Checkerboard {
+                    for ((_, _, ky, kx), v) in ctx.weight.indexed_iter_mut() {
+                        if !context_mask_tap(ky, kx) {
+                            *v = 0.0;
+                        }
                     }
                 }
                 let ep = vec![
@@ -510,10 +591,30 @@ impl MeanScaleHyperprior {
                 ];
                 let mut ep0_anchor = ep[0].clone();
                 ep0_anchor.weight = ep[0].weight.slice(s![.., 0..2 * m, .., ..]).to_owned();
+                let (mut ep_last, mut ctx_in) = (vec![], vec![]);
+                if arch == Arch::ChannelCheckerboard {
+                    for (start, len) in channel_groups(m) {
+                        let rows: Vec<usize> = (start..start + len)
+                            .chain(m + start..m + start + len)
+                            .collect();
+                        ep_last.push(ConvLayer {
+                            weight: ep[2].weight.select(Axis(0), &rows),
+                            bias: rows.iter().map(|&r| ep[2].bias[r]).collect(),
+                            ..ep[2].clone()
+                        });
+                        ctx_in.push(
+                            ctx.weight
+                                .slice(s![.., start..start + len, .., ..])
+                                .to_owned(),
+                        );
+                    }
+                }
                 Some(CheckerboardLayers {
                     ctx,
                     ep0_anchor,
                     ep,
+                    ep_last,
+                    ctx_in,
                 })
             }
         };
@@ -640,13 +741,16 @@ impl MeanScaleHyperprior {
         Ok(self.h_s[2].forward(a.view(), d))
     }
 
-    fn ckbd(&self) -> Result<&CheckerboardLayers> {
-        self.ckbd.as_ref().ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "the checkerboard pass needs a `{ARCH_CHECKERBOARD}` model, not `{}`",
+    /// The context layers, for a model of architecture `arch`.
+    fn ckbd(&self, arch: Arch) -> Result<&CheckerboardLayers> {
+        match &self.ckbd {
+            Some(l) if self.config.arch == arch => Ok(l),
+            _ => Err(Error::InvalidArgument(format!(
+                "this pass needs a `{}` model, not `{}`",
+                arch.id(),
                 self.config.arch.id()
-            ))
-        })
+            ))),
+        }
     }
 
     fn ep_tail(&self, l: &CheckerboardLayers, mut a: Array3<f32>) -> Array3<f32> {
@@ -664,7 +768,7 @@ impl MeanScaleHyperprior {
     /// # Errors
     /// Not a checkerboard model, or a wrong shape.
     pub fn anchor_params(&self, hyper: ArrayView3<'_, f32>) -> Result<(Array3<f32>, Array3<f32>)> {
-        let l = self.ckbd()?;
+        let l = self.ckbd(Arch::Checkerboard)?;
         let (c, h, w) = hyper.dim();
         if c != 2 * self.config.m {
             return Err(Error::InvalidArgument(format!(
@@ -690,7 +794,7 @@ impl MeanScaleHyperprior {
         hyper: ArrayView3<'_, f32>,
         y_hat_anchors: ArrayView3<'_, f32>,
     ) -> Result<(Array3<f32>, Array3<f32>)> {
-        let l = self.ckbd()?;
+        let l = self.ckbd(Arch::Checkerboard)?;
         let m = self.config.m;
         let (c, h, w) = hyper.dim();
         if c != 2 * m || y_hat_anchors.dim() != (m, h, w) {
@@ -719,6 +823,131 @@ impl MeanScaleHyperprior {
         Ok(split_params(&p, m))
     }
 
+    /// Runs a context model's steps ([`context_steps`]) in decoding order. For each step
+    /// it computes the `(means, scales)` of the step's channels (`[len, H, W]` arrays,
+    /// meaningful at the step's positions, 0 elsewhere) from `hyper`
+    /// ([`MeanScaleHyperprior::hyper_params`]) and what is already in `y_hat`, then calls
+    /// `code(step, means, scales, y_hat)`, which must write `ŷ` at the step's channels
+    /// and positions (the encoder quantises, the decoder reads its stream). Later steps
+    /// see what it wrote. Deterministic: the same bits on every machine and thread count.
+    ///
+    /// # Errors
+    /// A mean-scale model or wrong shapes; any error of `code` stops the run.
+    pub fn run_context_steps(
+        &self,
+        hyper: ArrayView3<'_, f32>,
+        y_hat: &mut Array3<f32>,
+        mut code: impl FnMut(ContextStep, &Array3<f32>, &Array3<f32>, &mut Array3<f32>) -> Result<()>,
+    ) -> Result<()> {
+        let m = self.config.m;
+        let (c, h, w) = hyper.dim();
+        if c != 2 * m || y_hat.dim() != (m, h, w) {
+            return Err(Error::InvalidArgument(format!(
+                "hyper parameters {:?} / latents {:?}",
+                hyper.dim(),
+                y_hat.dim()
+            )));
+        }
+        let steps = context_steps(self.config.arch, m);
+        match self.config.arch {
+            Arch::MeanScale => {
+                return Err(Error::InvalidArgument(format!(
+                    "a `{}` model has no context steps",
+                    self.config.arch.id()
+                )));
+            }
+            Arch::Checkerboard => {
+                let (ma, sa) = self.anchor_params(hyper)?;
+                code(steps[0], &ma, &sa, y_hat)?;
+                let (mn, sn) = self.nonanchor_params(hyper, y_hat.view())?;
+                code(steps[1], &mn, &sn, y_hat)?;
+            }
+            Arch::ChannelCheckerboard => {
+                let l = self.ckbd(Arch::ChannelCheckerboard)?;
+                let groups = channel_groups(m);
+                // The context of everything decoded so far (bias not included).
+                let mut ctx = Array3::<f32>::zeros((2 * m, h, w));
+                for (i, st) in steps.iter().enumerate() {
+                    let g = groups
+                        .iter()
+                        .position(|&(s0, _)| s0 == st.start)
+                        .unwrap_or(0);
+                    let (means, scales) = self.group_params(l, hyper, &ctx, *st, g)?;
+                    code(*st, &means, &scales, y_hat)?;
+                    if i + 1 < steps.len() {
+                        add_group_context(l, &mut ctx, y_hat.view(), *st, g);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What the encoder of a context model computes, without the entropy coding: the
+    /// `(means, scales, ŷ)` of every latent of `y`, each step quantising `ŷ = ⌊y - μ⌉ + μ`
+    /// with the parameters that the earlier steps' `ŷ` give (see
+    /// [`MeanScaleHyperprior::run_context_steps`]). Full `[M, H, W]` arrays.
+    ///
+    /// # Errors
+    /// As [`MeanScaleHyperprior::run_context_steps`].
+    pub fn context_quantize(
+        &self,
+        hyper: ArrayView3<'_, f32>,
+        y: ArrayView3<'_, f32>,
+    ) -> Result<(Array3<f32>, Array3<f32>, Array3<f32>)> {
+        let mut means = Array3::<f32>::zeros(y.dim());
+        let mut scales = Array3::<f32>::zeros(y.dim());
+        let mut y_hat = Array3::<f32>::zeros(y.dim());
+        self.run_context_steps(hyper, &mut y_hat, |st, mu, sc, yh| {
+            for ((c, r, q), &m) in mu.indexed_iter() {
+                if is_anchor(r, q) == st.anchors {
+                    let ch = st.start + c;
+                    means[[ch, r, q]] = m;
+                    scales[[ch, r, q]] = sc[[c, r, q]];
+                    yh[[ch, r, q]] = (y[[ch, r, q]] - m).round() + m;
+                }
+            }
+            Ok(())
+        })?;
+        Ok((means, scales, y_hat))
+    }
+
+    /// `(means, scales)` `[len, H, W]` of one [`Arch::ChannelCheckerboard`] step (group
+    /// `g`) from the hyper parameters and the accumulated context.
+    fn group_params(
+        &self,
+        l: &CheckerboardLayers,
+        hyper: ArrayView3<'_, f32>,
+        ctx: &Array3<f32>,
+        st: ContextStep,
+        g: usize,
+    ) -> Result<(Array3<f32>, Array3<f32>)> {
+        let (_, h, w) = hyper.dim();
+        let hg = gather(hyper, st.anchors);
+        if hg.dim().2 == 0 {
+            let z = Array3::zeros((st.len, h, w));
+            return Ok((z.clone(), z));
+        }
+        let mut cg = gather(ctx.view(), st.anchors);
+        if !st.anchors {
+            // The context convolution's bias belongs to the non-anchor steps (as in the
+            // checkerboard model, whose anchors see an all-zero context).
+            for (mut plane, &b) in cg.outer_iter_mut().zip(&l.ctx.bias) {
+                plane.mapv_inplace(|v| v + b);
+            }
+        }
+        let input = ndarray::concatenate(Axis(0), &[hg.view(), cg.view()])
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let d = Mode::Deterministic;
+        let mut a = l.ep[0].forward(input.view(), d);
+        leaky_relu_inplace(a.view_mut(), LEAKY_SLOPE);
+        a = l.ep[1].forward(a.view(), d);
+        leaky_relu_inplace(a.view_mut(), LEAKY_SLOPE);
+        let p = l.ep_last[g].forward(a.view(), d);
+        let p = scatter(&p, h, w, st.anchors);
+        Ok(split_params(&p, st.len))
+    }
+
     /// Synthesis: `x̂ = g_s(ŷ * inv_gain[quality])`, not clamped.
     ///
     /// # Errors
@@ -740,6 +969,37 @@ impl MeanScaleHyperprior {
         }
         Ok(self.g_s[3].forward(a.view(), Mode::Fast))
     }
+}
+
+/// Adds the context of one [`Arch::ChannelCheckerboard`] step's decoded latents (group
+/// `g`'s channels of `y_hat` at the step's positions, zeros elsewhere) to `ctx`: the
+/// group's slice of the 5x5 context convolution, deterministic, without bias.
+fn add_group_context(
+    l: &CheckerboardLayers,
+    ctx: &mut Array3<f32>,
+    y_hat: ArrayView3<'_, f32>,
+    st: ContextStep,
+    g: usize,
+) {
+    let (_, h, w) = y_hat.dim();
+    let x = Array3::from_shape_fn((st.len, h, w), |(c, r, q)| {
+        if is_anchor(r, q) == st.anchors {
+            y_hat[[st.start + c, r, q]]
+        } else {
+            0.0
+        }
+    });
+    let add = conv2d(
+        x.view(),
+        l.ctx_in[g].view(),
+        None,
+        Conv2dParams {
+            stride: 1,
+            padding: 2,
+        },
+        Mode::Deterministic,
+    );
+    *ctx += &add;
 }
 
 /// `(means, scales)` from `[2M, H, W]` parameters (scales first, CompressAI's order).
@@ -808,14 +1068,16 @@ pub fn random_weights(cfg: &HyperpriorConfig, seed: u64) -> Result<Vec<u8>> {
     conv(&mut t, "g_s.2", n, n, 5, true);
     conv(&mut t, "g_s.4", n, n, 5, true);
     conv(&mut t, "g_s.6", n, 3, 5, true);
-    if cfg.arch == Arch::Checkerboard {
+    if cfg.arch.has_context() {
         let (e1, e2) = ep_sizes(m);
         conv(&mut t, "ctx", m, 2 * m, 5, false);
         conv(&mut t, "ep.0", 4 * m, e1, 1, false);
         conv(&mut t, "ep.2", e1, e2, 1, false);
         conv(&mut t, "ep.4", e2, 2 * m, 1, false);
-        // Store the context weights masked, as the export does.
-        if let Some((_, OutTensor::F32(_, w))) = t.iter_mut().find(|(k, _)| k == "ctx.weight") {
+        // Store the checkerboard's context weights masked, as the export does.
+        if cfg.arch == Arch::Checkerboard
+            && let Some((_, OutTensor::F32(_, w))) = t.iter_mut().find(|(k, _)| k == "ctx.weight")
+        {
             for (i, v) in w.iter_mut().enumerate() {
                 if !context_mask_tap((i / 5) % 5, i % 5) {
                     *v = 0.0;

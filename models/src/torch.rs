@@ -8,7 +8,8 @@
 //! (Ballé et al. 2018, appendix 6.1) which the export turns into integer tables.
 
 use crate::hyperprior::{
-    Arch, HyperpriorConfig, SCALE_BOUND, Z_TABLE_TOTAL, context_mask_tap, ep_sizes, normalize_freqs,
+    Arch, HyperpriorConfig, SCALE_BOUND, Z_TABLE_TOTAL, channel_groups, context_mask_tap,
+    context_steps, ep_sizes, normalize_freqs,
 };
 use crate::weights::{OutTensor, write_safetensors};
 use lcodec_core::{Error, Result};
@@ -314,7 +315,7 @@ impl TchHyperprior {
         let prior = Factorized::new(&(&root / "prior_z"), n);
         let ckbd = match cfg.arch {
             Arch::MeanScale => None,
-            Arch::Checkerboard => {
+            arch => {
                 let (e1, e2) = ep_sizes(cfg.m);
                 let (e1, e2) = (e1 as i64, e2 as i64);
                 let cc = nn::ConvConfig {
@@ -322,8 +323,14 @@ impl TchHyperprior {
                     ..Default::default()
                 };
                 let ctx = nn::conv2d(&root / "ctx", m, 2 * m, 5, cc);
+                // The channel-group model's context convolution is not masked: each
+                // step's input holds only what is decoded before it.
                 let mv: Vec<f32> = (0..25)
-                    .map(|i| f32::from(u8::from(context_mask_tap(i / 5, i % 5))))
+                    .map(|i| {
+                        let used =
+                            arch == Arch::ChannelCheckerboard || context_mask_tap(i / 5, i % 5);
+                        f32::from(u8::from(used))
+                    })
                     .collect();
                 let mask = Tensor::from_slice(&mv).view([1, 1, 5, 5]);
                 let ep = &root / "ep";
@@ -419,6 +426,9 @@ impl TchHyperprior {
         let sz = y.size();
         let a = anchor_mask(sz[2], sz[3], y.device());
         let na = 1.0 - &a;
+        if self.cfg.arch == Arch::ChannelCheckerboard {
+            return self.channel_context_params(y, hyper, &a, quant);
+        }
         let (ma, sa) = self.anchor_params(hyper);
         let ya = quant(y, &ma) * &a;
         let (mn, sn) = self.nonanchor_params(hyper, &ya);
@@ -426,6 +436,55 @@ impl TchHyperprior {
         let scales = &sa * &a + &sn * &na;
         let y_hat = &ya + quant(y, &means) * &na;
         (means, scales, y_hat)
+    }
+
+    /// [`Arch::ChannelCheckerboard`]'s steps ([`context_steps`]) on the whole grid:
+    /// `(means, scales, ŷ)`. Each step's context is the running sum of the context
+    /// convolution's slices over the groups decoded before it (each computed once).
+    fn channel_context_params(
+        &self,
+        y: &Tensor,
+        hyper: &Tensor,
+        a: &Tensor,
+        quant: impl Fn(&Tensor, &Tensor) -> Tensor,
+    ) -> (Tensor, Tensor, Tensor) {
+        let Some(cb) = &self.ckbd else {
+            panic!("channel_context_params needs a context model");
+        };
+        let m = self.cfg.m as i64;
+        let na = 1.0 - a;
+        let groups = channel_groups(self.cfg.m);
+        let zeros = |len: usize| y.narrow(1, 0, len as i64).zeros_like();
+        let mut y_hat: Vec<Tensor> = groups.iter().map(|&(_, l)| zeros(l)).collect();
+        let mut means: Vec<Tensor> = groups.iter().map(|&(_, l)| zeros(l)).collect();
+        let mut scales: Vec<Tensor> = groups.iter().map(|&(_, l)| zeros(l)).collect();
+        let mut ctx = hyper.zeros_like();
+        let bias = cb.ctx.bs.as_ref().map(|b| b.view([1, 2 * m, 1, 1]));
+        for st in context_steps(self.cfg.arch, self.cfg.m) {
+            let g = groups
+                .iter()
+                .position(|&(s0, _)| s0 == st.start)
+                .unwrap_or(0);
+            let (s0, len) = (st.start as i64, st.len as i64);
+            let pm = if st.anchors { a } else { &na };
+            let c = match (&bias, st.anchors) {
+                (Some(b), false) => &ctx + b,
+                _ => ctx.shallow_clone(),
+            };
+            let p = run(&cb.ep, &Tensor::cat(&[hyper, &c], 1));
+            let (mu, sc) = (p.narrow(1, m + s0, len), p.narrow(1, s0, len));
+            let yq = quant(&y.narrow(1, s0, len), &mu) * pm;
+            y_hat[g] = &y_hat[g] + &yq;
+            means[g] = &means[g] + mu * pm;
+            scales[g] = &scales[g] + sc * pm;
+            let w = cb.ctx.ws.narrow(1, s0, len);
+            ctx = ctx + yq.conv2d(&w, None::<&Tensor>, [1, 1], [2, 2], [1, 1], 1);
+        }
+        (
+            Tensor::cat(&means, 1),
+            Tensor::cat(&scales, 1),
+            Tensor::cat(&y_hat, 1),
+        )
     }
 
     fn gains(&self, q: &Tensor) -> (Tensor, Tensor) {
@@ -691,7 +750,7 @@ impl TchHyperprior {
         for name in names {
             if name.ends_with(".weight") || name.ends_with(".bias") {
                 let (s, mut v) = get(name)?;
-                if name == "ctx.weight" {
+                if name == "ctx.weight" && self.cfg.arch == Arch::Checkerboard {
                     // Store the effective (masked) context weights.
                     for (i, x) in v.iter_mut().enumerate() {
                         if !context_mask_tap((i / 5) % 5, i % 5) {
@@ -977,6 +1036,40 @@ impl TchHyperprior {
 }
 
 impl TchHyperprior {
+    /// The [`Arch::ChannelCheckerboard`] network that computes exactly what this
+    /// [`Arch::Checkerboard`] one does: every variable is copied, and the context taps the
+    /// checkerboard mask hides (even `ky + kx`) start at zero, so each step's context is
+    /// the checkerboard's (the anchors of every group see none, the non-anchors see every
+    /// anchor). Training then learns to use the channel groups decoded earlier.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when this is not a checkerboard model.
+    pub fn with_channel_context(&self) -> Result<Self> {
+        if self.cfg.arch != Arch::Checkerboard {
+            return Err(Error::InvalidArgument(format!(
+                "channel context is added to a `{}` model, not to `{}`",
+                Arch::Checkerboard.id(),
+                self.cfg.arch.id()
+            )));
+        }
+        let cfg = HyperpriorConfig {
+            arch: Arch::ChannelCheckerboard,
+            ..self.cfg.clone()
+        };
+        let new = self.copy_into(cfg, Tensor::shallow_clone)?;
+        if let Some(cb) = &new.ckbd {
+            let mv: Vec<f32> = (0..25)
+                .map(|i| f32::from(u8::from(context_mask_tap(i / 5, i % 5))))
+                .collect();
+            let keep = Tensor::from_slice(&mv)
+                .view([1, 1, 5, 5])
+                .to_device(new.device());
+            let mut w = cb.ctx.ws.shallow_clone();
+            tch::no_grad(|| w.f_mul_(&keep).map(drop)).map_err(terr)?;
+        }
+        Ok(new)
+    }
+
     /// The same network with only the quality levels `keep` (0-based, ascending, no
     /// repeats): every variable is copied and the kept levels' gains too, so each kept
     /// level computes exactly what it did. Used to fine-tune a network for a few levels

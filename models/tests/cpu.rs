@@ -183,3 +183,174 @@ fn unknown_architecture_is_unsupported() {
         Err(lcodec_core::Error::Unsupported(_))
     ));
 }
+
+/// A channel-group context model (N=8, M=16: groups of 2, 2, 4 and 8 channels), seeded.
+fn cc_model(seed: u64) -> MeanScaleHyperprior {
+    let cfg = HyperpriorConfig {
+        n: 8,
+        m: 16,
+        lambdas: vec![0.01, 0.02],
+        arch: lcodec_models::hyperprior::Arch::ChannelCheckerboard,
+    };
+    MeanScaleHyperprior::from_bytes(&random_weights(&cfg, seed).unwrap()).unwrap()
+}
+
+/// Runs the context steps writing `src` at each step's entries; returns every step's
+/// `(means, scales)` bits and the step each latent was decoded in.
+fn steps_with(
+    model: &MeanScaleHyperprior,
+    hyper: &Array3<f32>,
+    src: &Array3<f32>,
+) -> (Vec<Vec<u32>>, Array3<usize>) {
+    use lcodec_models::hyperprior::is_anchor;
+    let mut y_hat = Array3::<f32>::zeros(src.dim());
+    let mut when = Array3::<usize>::from_elem(src.dim(), usize::MAX);
+    let mut params = vec![];
+    let mut k = 0;
+    model
+        .run_context_steps(hyper.view(), &mut y_hat, |st, mu, sc, yh| {
+            let mut bits = vec![];
+            for ((c, r, q), &m) in mu.indexed_iter() {
+                if is_anchor(r, q) == st.anchors {
+                    let ch = st.start + c;
+                    assert_eq!(when[[ch, r, q]], usize::MAX, "latent decoded twice");
+                    when[[ch, r, q]] = k;
+                    yh[[ch, r, q]] = src[[ch, r, q]];
+                    bits.extend([m.to_bits(), sc[[c, r, q]].to_bits()]);
+                } else {
+                    assert_eq!((m, sc[[c, r, q]]), (0.0, 0.0));
+                }
+            }
+            params.push(bits);
+            k += 1;
+            Ok(())
+        })
+        .unwrap();
+    (params, when)
+}
+
+#[test]
+fn channel_context_steps_use_only_what_the_decoder_has() {
+    use lcodec_models::hyperprior::{Arch, channel_groups, context_steps};
+    assert_eq!(
+        channel_groups(128),
+        vec![(0, 16), (16, 16), (32, 32), (64, 64)]
+    );
+    assert_eq!(channel_groups(16), vec![(0, 2), (2, 2), (4, 4), (8, 8)]);
+    assert_eq!(channel_groups(4), vec![(0, 1), (1, 3)]);
+    assert_eq!(context_steps(Arch::Checkerboard, 12).len(), 2);
+    assert!(context_steps(Arch::MeanScale, 12).is_empty());
+    let model = cc_model(5);
+    assert_eq!(model.config().arch.id(), "ckbd-cc-v1");
+    let steps = context_steps(Arch::ChannelCheckerboard, 16);
+    assert_eq!(steps.len(), 8);
+    let z = Array3::from_shape_fn((8, 2, 3), |(c, y, x)| ((c + 2 * y + x) % 5) as f32 - 2.0);
+    let hyper = model.hyper_params(z.view()).unwrap();
+    let src = Array3::from_shape_fn((16, 8, 12), |(c, y, x)| {
+        ((c * 3 + y * 5 + x) % 9) as f32 - 4.0
+    });
+    let (base, when) = steps_with(&model, &hyper, &src);
+    assert_eq!(base.len(), 8);
+    assert!(when.iter().all(|&k| k < 8), "a latent was never decoded");
+    // Changing a latent changes no step up to and including its own, and changes the
+    // parameters of some later step (the context reaches across channels and space).
+    for (i, &(c, r, q)) in [
+        (0, 0, 0),
+        (1, 3, 5),
+        (3, 2, 2),
+        (5, 4, 7),
+        (9, 7, 11),
+        (15, 0, 1),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut other = src.clone();
+        other[[c, r, q]] += 3.0;
+        let (p, _) = steps_with(&model, &hyper, &other);
+        let k = when[[c, r, q]];
+        assert_eq!(
+            p[..=k],
+            base[..=k],
+            "latent {i} changed its own or an earlier step"
+        );
+        if k < 7 {
+            assert_ne!(p[k + 1..], base[k + 1..], "latent {i} is nobody's context");
+        }
+    }
+    // Same bits with 1 and 4 threads.
+    let run = |n: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+            .install(|| steps_with(&model, &hyper, &src).0)
+    };
+    assert_eq!(run(1), run(4));
+    // Wrong shapes and the other architectures' passes are refused.
+    let mut short = Array3::<f32>::zeros((8, 8, 12));
+    assert!(
+        model
+            .run_context_steps(hyper.view(), &mut short, |_, _, _, _| Ok(()))
+            .is_err()
+    );
+    assert!(model.anchor_params(hyper.view()).is_err());
+    let ms = MeanScaleHyperprior::from_bytes(&random_weights(&small(), 1).unwrap()).unwrap();
+    let mut y = Array3::<f32>::zeros((ms.config().m, 8, 12));
+    let h2 = ms.hyper_params(z.view()).unwrap();
+    assert!(
+        ms.run_context_steps(h2.view(), &mut y, |_, _, _, _| Ok(()))
+            .is_err()
+    );
+}
+
+/// A checkerboard model's file relabelled as the channel-group architecture (its context
+/// weights are stored masked) computes the same parameters: the checkerboard is the
+/// channel-group model's special case, which is how one is made from the other.
+#[test]
+fn masked_channel_context_model_computes_the_checkerboard_parameters() {
+    let cfg = HyperpriorConfig {
+        n: 8,
+        m: 16,
+        lambdas: vec![0.01, 0.02],
+        arch: lcodec_models::hyperprior::Arch::Checkerboard,
+    };
+    let bytes = random_weights(&cfg, 7).unwrap();
+    let ckbd = MeanScaleHyperprior::from_bytes(&bytes).unwrap();
+    let relabelled = relabel_arch(&bytes, "ckbd-gain-v1", "ckbd-cc-v1");
+    let cc = MeanScaleHyperprior::from_bytes(&relabelled).unwrap();
+    assert_eq!(cc.config().arch.id(), "ckbd-cc-v1");
+    let z = Array3::from_shape_fn((8, 2, 3), |(c, y, x)| {
+        ((c * 3 + y + 2 * x) % 7) as f32 - 3.0
+    });
+    let y = Array3::from_shape_fn((16, 8, 12), |(c, r, q)| {
+        ((c * 7 + r * 5 + q * 3) % 17) as f32 * 0.9 - 7.0
+    });
+    let (ma, sa, ya) = ckbd
+        .context_quantize(ckbd.hyper_params(z.view()).unwrap().view(), y.view())
+        .unwrap();
+    let (mb, sb, yb) = cc
+        .context_quantize(cc.hyper_params(z.view()).unwrap().view(), y.view())
+        .unwrap();
+    let close = |a: &Array3<f32>, b: &Array3<f32>| {
+        a.iter()
+            .zip(b)
+            .all(|(x, y)| (x - y).abs() <= 1e-4 * (1.0 + y.abs()))
+    };
+    assert!(close(&ma, &mb) && close(&sa, &sb) && close(&ya, &yb));
+}
+
+/// The weights file `bytes` with the architecture id `from` replaced by `to` (no longer
+/// than `from`; the header is padded with spaces, which JSON allows).
+fn relabel_arch(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let head = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
+    let quoted = format!("\"{from}\"");
+    assert!(head.contains(&quoted));
+    let pad = " ".repeat(from.len() - to.len());
+    let new = head.replace(&quoted, &format!("\"{to}\"{pad}"));
+    assert_eq!(new.len(), n);
+    let mut out = bytes.to_vec();
+    out[8..8 + n].copy_from_slice(new.as_bytes());
+    out
+}

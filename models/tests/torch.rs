@@ -218,17 +218,24 @@ fn checkpoint_round_trip_reproduces_the_export() {
 
 #[test]
 fn checkerboard_backends_agree_and_quantize_identically() {
-    use lcodec_models::hyperprior::{Arch, is_anchor};
+    use lcodec_models::hyperprior::Arch;
+    for arch in [Arch::Checkerboard, Arch::ChannelCheckerboard] {
+        context_backends_agree(arch);
+    }
+}
+
+fn context_backends_agree(arch: lcodec_models::hyperprior::Arch) {
     tch::manual_seed(12);
     let cfg = HyperpriorConfig {
         n: 16,
         m: 24,
         lambdas: vec![0.005, 0.02],
-        arch: Arch::Checkerboard,
+        arch,
     };
     let tm = TchHyperprior::new(cfg, Device::Cpu).unwrap();
     let bytes = tm.export(false).unwrap();
     let cm = MeanScaleHyperprior::from_bytes(&bytes).unwrap();
+    assert_eq!(cm.config().arch, arch);
     let x = Array3::from_shape_fn((3, 128, 192), |(c, y, x)| {
         (((x * 7 + y * 3 + c * 11) % 89) as f32 / 88.0 + (x as f32 / 30.0).cos() * 0.2)
             .clamp(0.0, 1.0)
@@ -244,19 +251,10 @@ fn checkerboard_backends_agree_and_quantize_identically() {
         tm.entropy_params(&y, &hyper, false)
     });
     let hyper = cm.hyper_params(z_hat.view()).unwrap();
-    let (ma, sa) = cm.anchor_params(hyper.view()).unwrap();
-    let mut y_hat = Array3::<f32>::zeros(yc.dim());
-    for ((c, r, q), v) in y_hat.indexed_iter_mut() {
-        if is_anchor(r, q) {
-            *v = (yc[[c, r, q]] - ma[[c, r, q]]).round() + ma[[c, r, q]];
-        }
-    }
-    let (mn, sn) = cm.nonanchor_params(hyper.view(), y_hat.view()).unwrap();
-    let means = &ma + &mn;
-    let scales = &sa + &sn;
+    let (means, scales, y_hat) = cm.context_quantize(hyper.view(), yc.view()).unwrap();
     let (e_m, e_s) = (rel(&means, &to_array3(&mt)), rel(&scales, &to_array3(&st)));
-    println!("checkerboard rel errors: means {e_m:.2e} scales {e_s:.2e}");
-    assert!(e_m < TOL && e_s < TOL, "means {e_m} scales {e_s}");
+    println!("{arch:?} rel errors: means {e_m:.2e} scales {e_s:.2e}");
+    assert!(e_m < TOL && e_s < TOL, "{arch:?}: means {e_m} scales {e_s}");
     // Quantized latents agree exactly.
     let q_c = (&yc - &means).mapv(f32::round);
     let q_t = (&yc - &to_array3(&mt)).mapv(f32::round);
@@ -268,8 +266,7 @@ fn checkerboard_backends_agree_and_quantize_identically() {
     );
     assert!(nonzero > q_c.len() / 4);
     assert_eq!(differ, 0);
-    let yh_t = to_array3(&yt_hat);
-    assert!(rel(&(&q_c + &means), &yh_t) < TOL);
+    assert!(rel(&y_hat, &to_array3(&yt_hat)) < TOL);
 }
 
 #[test]
@@ -339,6 +336,54 @@ fn widening_the_latent_keeps_the_function_and_trains_on() {
         assert!(losses.iter().all(|l| l.is_finite()));
         assert!(last < first, "{arch:?}: widened loss {first} -> {last}");
     }
+}
+
+/// A checkerboard model turned into the channel-group context model computes the same
+/// (reconstruction and rate), exports with its context weights unmasked, and trains on;
+/// only a checkerboard model can be turned.
+#[test]
+fn adding_channel_context_keeps_the_function_and_trains_on() {
+    use lcodec_models::hyperprior::Arch;
+    let tm = two_level_model(13, Arch::Checkerboard);
+    let batch = two_level_batch();
+    let (x, q) = (&batch.0, &batch.1);
+    train_steps(&tm, &batch, 30);
+    let cc = tm.with_channel_context().unwrap();
+    assert_eq!(cc.cfg.arch, Arch::ChannelCheckerboard);
+    assert!(cc.with_channel_context().is_err());
+    assert!(
+        two_level_model(1, Arch::MeanScale)
+            .with_channel_context()
+            .is_err()
+    );
+    let (a, b) = (tm.forward(x, q, false), cc.forward(x, q, false));
+    let dx = (&a.x_hat - &b.x_hat).abs().max().double_value(&[]);
+    let (ra, rb) = (
+        a.bpp.mean(Kind::Float).double_value(&[]),
+        b.bpp.mean(Kind::Float).double_value(&[]),
+    );
+    println!("channel context: max |Δx̂| {dx:e}, bpp {ra:.5} -> {rb:.5}");
+    assert!(dx < 1e-5, "reconstruction changed by {dx}");
+    assert!((ra - rb).abs() < 1e-3 * ra.max(1.0), "bpp {ra} -> {rb}");
+    let losses = train_steps(&cc, &batch, 40);
+    assert!(losses.iter().all(|l| l.is_finite()));
+    assert!(losses[losses.len() - 1] < losses[0], "loss {losses:?}");
+    // Training put weight on the taps the checkerboard mask hid; the export keeps them.
+    let bytes = cc.export(false).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let w = st.tensor("ctx.weight").unwrap();
+    let even_nonzero = w
+        .data()
+        .chunks_exact(4)
+        .enumerate()
+        .filter(|(i, b)| {
+            let (ky, kx) = ((i / 5) % 5, i % 5);
+            (ky + kx) % 2 == 0 && f32::from_le_bytes([b[0], b[1], b[2], b[3]]) != 0.0
+        })
+        .count();
+    assert!(even_nonzero > 0);
+    let cm = MeanScaleHyperprior::from_bytes(&bytes).unwrap();
+    assert_eq!(cm.config().arch, Arch::ChannelCheckerboard);
 }
 
 /// A smooth 64x64 picture (random 4x4 upsampled).

@@ -77,18 +77,13 @@ fn parts(codec: &ImageCodec, path: &str) {
     );
     let (mc, yh, yw) = (net.config().m, ph / 16, pw / 16);
     let y_hat = ndarray::Array3::<f32>::zeros((mc, yh, yw));
-    if net.config().arch == Arch::Checkerboard {
+    if net.config().arch.has_context() {
         let t = Instant::now();
-        net.anchor_params(hyper.view()).expect("anchors");
+        let mut y_hat = y_hat.clone();
+        net.run_context_steps(hyper.view(), &mut y_hat, |_, _, _, _| Ok(()))
+            .expect("context steps");
         println!(
-            "parts: anchor params {:.0} ms",
-            t.elapsed().as_secs_f64() * 1e3
-        );
-        let t = Instant::now();
-        net.nonanchor_params(hyper.view(), y_hat.view())
-            .expect("non-anchors");
-        println!(
-            "parts: non-anchor params (context + ep) {:.0} ms",
+            "parts: context steps (context + ep) {:.0} ms",
             t.elapsed().as_secs_f64() * 1e3
         );
     }

@@ -467,7 +467,7 @@ impl ImageCodec {
                 "image: no usable weights file".into(),
             ));
         }
-        if let Some(i) = slots.iter().position(|s| s.arch == Arch::Checkerboard) {
+        if let Some(i) = slots.iter().position(|s| s.arch.has_context()) {
             let s = slots.remove(i);
             slots.insert(0, s);
         }
@@ -1261,6 +1261,7 @@ impl Codec for ImageCodec {
         }
         let arch = match p[4] {
             c if c == Arch::Checkerboard.code() => "checkerboard context",
+            c if c == Arch::ChannelCheckerboard.code() => "channel-group checkerboard context",
             c if c == Arch::MeanScale.code() => "mean-scale",
             _ => "unknown entropy model",
         };

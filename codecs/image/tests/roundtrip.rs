@@ -4,7 +4,7 @@
 use lcodec_core::container::{ChunkSink, ChunkSource, read_header};
 use lcodec_core::{Codec, DecodeOptions, EncodeOptions, Error, Limits};
 use lcodec_image::ImageCodec;
-use lcodec_models::hyperprior::{HyperpriorConfig, random_weights};
+use lcodec_models::hyperprior::{Arch, HyperpriorConfig, random_weights};
 
 fn codec(seed: u64) -> ImageCodec {
     let cfg = HyperpriorConfig {
@@ -157,12 +157,15 @@ fn kodak_image_round_trips_when_present() {
     println!("kodim23 with random weights: {} bytes", file.len());
 }
 
-fn ckbd_weights(seed: u64) -> Vec<u8> {
+/// The context-model architectures (checkerboard, and over channel groups).
+const CONTEXT_ARCHS: [Arch; 2] = [Arch::Checkerboard, Arch::ChannelCheckerboard];
+
+fn ckbd_weights(seed: u64, arch: Arch) -> Vec<u8> {
     let cfg = HyperpriorConfig {
         n: 8,
         m: 12,
         lambdas: vec![0.005, 0.02, 0.05],
-        arch: lcodec_models::hyperprior::Arch::Checkerboard,
+        arch,
     };
     random_weights(&cfg, seed).unwrap()
 }
@@ -190,22 +193,31 @@ fn encode_dynamic(img: &image::DynamicImage) -> Vec<u8> {
 
 #[test]
 fn checkerboard_model_round_trips_deterministically() {
-    let c = ImageCodec::try_new(&ckbd_weights(21), "ckbd-test").unwrap();
-    let input = fixture_png(130, 66);
-    for q in 1..=3 {
-        let file = encode_file(&c, &input, Some(q));
-        assert_eq!(file, encode_file(&c, &input, Some(q)));
-        let png = decode_file(&c, &file).unwrap();
-        let img = image::load_from_memory(&png).unwrap();
-        assert_eq!((img.width(), img.height()), (130, 66));
-        assert_eq!(png, decode_file(&c, &file).unwrap());
+    for arch in CONTEXT_ARCHS {
+        let c = ImageCodec::try_new(&ckbd_weights(21, arch), "ckbd-test").unwrap();
+        let input = fixture_png(130, 66);
+        for q in 1..=3 {
+            let file = encode_file(&c, &input, Some(q));
+            assert_eq!(file, encode_file(&c, &input, Some(q)));
+            let png = decode_file(&c, &file).unwrap();
+            let img = image::load_from_memory(&png).unwrap();
+            assert_eq!((img.width(), img.height()), (130, 66));
+            assert_eq!(png, decode_file(&c, &file).unwrap());
+        }
     }
 }
 
 #[test]
 fn checkerboard_latents_are_reconstructed_exactly() {
-    let c = ImageCodec::try_new(&ckbd_weights(22), "t").unwrap();
+    for arch in CONTEXT_ARCHS {
+        checkerboard_latents_round_trip(arch);
+    }
+}
+
+fn checkerboard_latents_round_trip(arch: Arch) {
+    let c = ImageCodec::try_new(&ckbd_weights(22, arch), "t").unwrap();
     let m = c.default_model().unwrap();
+    assert_eq!(m.arch(), arch);
     let y = ndarray::Array3::from_shape_fn((12, 4, 8), |(ch, r, q)| {
         ((ch * 7 + r * 3 + q * 5) % 23) as f32 * 1.7 - 19.0
     });
@@ -370,7 +382,11 @@ fn discovery_finds_weights_and_decode_picks_the_model_of_the_file() {
         random_weights(&cfg, 1).unwrap(),
     )
     .unwrap();
-    std::fs::write(dir.path().join("b-ckbd.safetensors"), ckbd_weights(2)).unwrap();
+    std::fs::write(
+        dir.path().join("b-ckbd.safetensors"),
+        ckbd_weights(2, Arch::Checkerboard),
+    )
+    .unwrap();
     std::fs::write(dir.path().join("junk.safetensors"), b"not weights").unwrap();
     // Another codec's weights (e.g. the lidar predictor) are skipped.
     let mut meta = std::collections::HashMap::new();
@@ -445,8 +461,16 @@ fn discovery_finds_weights_and_decode_picks_the_model_of_the_file() {
 fn a_quality_ladder_spans_two_models() {
     use lcodec_image::{LADDER_FILE, Rung, parse_ladder};
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("base.safetensors"), ckbd_weights(3)).unwrap();
-    std::fs::write(dir.path().join("a-top.safetensors"), ckbd_weights(4)).unwrap();
+    std::fs::write(
+        dir.path().join("base.safetensors"),
+        ckbd_weights(3, Arch::Checkerboard),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("a-top.safetensors"),
+        ckbd_weights(4, Arch::Checkerboard),
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join(LADDER_FILE),
         "# quality model level\n1 base 1\n2 base 2  # middle\n\n3 a-top 2\n4 a-top 3\n",

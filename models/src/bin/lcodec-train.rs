@@ -43,6 +43,9 @@ enum Cmd {
     /// Keep only some quality levels of a checkpoint (each computes what it did), to
     /// fine-tune a network for those levels alone.
     KeepLevels(KeepLevelsArgs),
+    /// Turn a checkerboard checkpoint (`ckbd-gain-v1`) into the channel-group context
+    /// model (`ckbd-cc-v1`) computing exactly the same, to train on from there.
+    AddChannelContext(AddChannelContextArgs),
 }
 
 #[derive(Args)]
@@ -80,8 +83,9 @@ struct ImageArgs {
     /// Latent y channels.
     #[arg(long, default_value_t = 192)]
     m: usize,
-    /// Entropy model: `ckbd` (checkerboard context, two parallel decoding passes) or
-    /// `mshp` (mean-scale hyperprior, one pass). Ignored with --resume (state.txt has it).
+    /// Entropy model: `ckbd` (checkerboard context, two parallel decoding passes),
+    /// `mshp` (mean-scale hyperprior, one pass) or `ckbd-cc` (checkerboard over channel
+    /// groups, 2 x 4 passes). Ignored with --resume (state.txt has it).
     #[arg(long, default_value = "ckbd")]
     arch: String,
     /// Adam learning rate.
@@ -192,6 +196,16 @@ struct KeepLevelsArgs {
     levels: Vec<usize>,
 }
 
+#[derive(Args)]
+struct AddChannelContextArgs {
+    /// Checkpoint directory of a checkerboard model (ckpt-part*.safetensors + state.txt).
+    #[arg(long)]
+    ckpt: PathBuf,
+    /// New checkpoint directory (same step count, arch ckbd-cc-v1 in state.txt).
+    #[arg(long)]
+    out: PathBuf,
+}
+
 type Res<T> = std::result::Result<T, String>;
 
 fn main() {
@@ -202,6 +216,9 @@ fn main() {
         Cmd::Widen(a) => widen(&a),
         Cmd::AddLevel(a) => add_level(&a),
         Cmd::KeepLevels(a) => keep_levels(&a),
+        Cmd::AddChannelContext(a) => {
+            rewrite_checkpoint(&a.ckpt, &a.out, TchHyperprior::with_channel_context)
+        }
     };
     if let Err(e) = r {
         eprintln!("lcodec-train: {e}");
