@@ -437,38 +437,59 @@ pub fn context_mask_tap(ky: usize, kx: usize) -> bool {
 
 /// The masked 5x5 context convolution (stride 1, zero padding 2) evaluated only at the
 /// non-anchor positions, with only the unmasked taps: `[2M, 1, P]` in the order of
-/// [`gather`]`(_, false)`. Deterministic: each output is accumulated over
-/// `(in_channel, ky, kx)` in a fixed order with separate multiplies and adds, then the
-/// bias is added; work is split over output channels only. The input is split into even
-/// and odd padded columns so that the non-anchors of a row (every other column) read
-/// contiguous memory.
+/// [`gather`]`(_, false)`. See [`context_between`].
 fn context_at_nonanchors(ctx: &ConvLayer, ya: ArrayView3<'_, f32>) -> Array3<f32> {
+    context_between(ctx.weight.view(), Some(&ctx.bias), ya, true, false)
+}
+
+/// A 5x5 convolution (stride 1, zero padding 2) of an input that is zero except at the
+/// anchors (`from_anchors`) or the non-anchors, evaluated only at the anchors
+/// (`to_anchors`) or the non-anchors: `[O, 1, P]` in the order of [`gather`]`(_,
+/// to_anchors)`. Only the taps that reach the input's positions are visited (`ky + kx`
+/// odd between the two kinds, even within one), so this is the full convolution at half
+/// the positions and half the taps. Deterministic: each output is accumulated over
+/// `(in_channel, ky, kx)` in a fixed order with separate multiplies and adds, then the
+/// bias (if any) is added; work is split over output channels only. The input is split
+/// into even and odd padded columns so that the outputs of a row (every other column) read
+/// contiguous memory.
+fn context_between(
+    weight: ndarray::ArrayView4<'_, f32>,
+    bias: Option<&[f32]>,
+    x: ArrayView3<'_, f32>,
+    from_anchors: bool,
+    to_anchors: bool,
+) -> Array3<f32> {
     use rayon::prelude::*;
-    let (cin, h, w) = ya.dim();
-    let cout = ctx.weight.dim().0;
+    let (cin, h, w) = x.dim();
+    let cout = weight.dim().0;
     let (hp, wp) = (h + 4, w + 4);
     let half = [wp.div_ceil(2), wp / 2];
     let mut phases = [
         vec![0f32; cin * hp * half[0]],
         vec![0f32; cin * hp * half[1]],
     ];
-    for ((ic, r, c), &v) in ya.indexed_iter() {
+    for ((ic, r, c), &v) in x.indexed_iter() {
+        if is_anchor(r, c) != from_anchors {
+            continue;
+        }
         let (pr, pc) = (r + 2, c + 2);
         let ph = pc % 2;
         phases[ph][(ic * hp + pr) * half[ph] + pc / 2] = v;
     }
-    // (row, first non-anchor column, count, start in the output).
+    // (row, first output column, count, start in the output).
+    let out_parity = usize::from(!to_anchors);
     let mut rows = Vec::with_capacity(h);
     let mut total = 0;
     for r in 0..h {
-        let c0 = (r + 1) % 2;
+        let c0 = (r + out_parity) % 2;
         let n = if w > c0 { (w - c0).div_ceil(2) } else { 0 };
         rows.push((r, c0, n, total));
         total += n;
     }
+    let tap_parity = usize::from(from_anchors != to_anchors);
     let taps: Vec<(usize, usize)> = (0..5)
         .flat_map(|ky| (0..5).map(move |kx| (ky, kx)))
-        .filter(|&(ky, kx)| context_mask_tap(ky, kx))
+        .filter(|&(ky, kx)| (ky + kx) % 2 == tap_parity)
         .collect();
     let planes: Vec<Vec<f32>> = (0..cout)
         .into_par_iter()
@@ -476,7 +497,7 @@ fn context_at_nonanchors(ctx: &ConvLayer, ya: ArrayView3<'_, f32>) -> Array3<f32
             let mut acc = vec![0f32; total];
             for ic in 0..cin {
                 for &(ky, kx) in &taps {
-                    let wv = ctx.weight[[o, ic, ky, kx]];
+                    let wv = weight[[o, ic, ky, kx]];
                     for &(r, c0, n, start) in &rows {
                         let ph = (c0 + kx) % 2;
                         let from = (ic * hp + r + ky) * half[ph] + (c0 + kx) / 2;
@@ -488,9 +509,10 @@ fn context_at_nonanchors(ctx: &ConvLayer, ya: ArrayView3<'_, f32>) -> Array3<f32
                     }
                 }
             }
-            let b = ctx.bias[o];
-            for a in &mut acc {
-                *a += b;
+            if let Some(b) = bias {
+                for a in &mut acc {
+                    *a += b[o];
+                }
             }
             acc
         })
@@ -865,17 +887,39 @@ impl MeanScaleHyperprior {
             Arch::ChannelCheckerboard => {
                 let l = self.ckbd(Arch::ChannelCheckerboard)?;
                 let groups = channel_groups(m);
-                // The context of everything decoded so far (bias not included).
-                let mut ctx = Array3::<f32>::zeros((2 * m, h, w));
+                // The context of everything decoded so far (bias not included), at the
+                // anchors ([0]) and at the non-anchors ([1]), in `gather` order.
+                let count = |a: bool| {
+                    (0..h)
+                        .flat_map(|r| (0..w).map(move |q| (r, q)))
+                        .filter(|&(r, q)| is_anchor(r, q) == a)
+                        .count()
+                };
+                let mut ctx = [
+                    Array3::<f32>::zeros((2 * m, 1, count(true))),
+                    Array3::<f32>::zeros((2 * m, 1, count(false))),
+                ];
                 for (i, st) in steps.iter().enumerate() {
                     let g = groups
                         .iter()
                         .position(|&(s0, _)| s0 == st.start)
                         .unwrap_or(0);
-                    let (means, scales) = self.group_params(l, hyper, &ctx, *st, g)?;
+                    let at = usize::from(!st.anchors);
+                    let (means, scales) = self.group_params(l, hyper, &ctx[at], *st, g)?;
                     code(*st, &means, &scales, y_hat)?;
-                    if i + 1 < steps.len() {
-                        add_group_context(l, &mut ctx, y_hat.view(), *st, g);
+                    // This step's share of the context, where a later step needs it.
+                    let x = y_hat.slice(s![st.start..st.start + st.len, .., ..]);
+                    for to_anchors in [true, false] {
+                        if steps[i + 1..].iter().any(|s| s.anchors == to_anchors) {
+                            let add = context_between(
+                                l.ctx_in[g].view(),
+                                None,
+                                x,
+                                st.anchors,
+                                to_anchors,
+                            );
+                            ctx[usize::from(!to_anchors)] += &add;
+                        }
                     }
                 }
             }
@@ -913,7 +957,8 @@ impl MeanScaleHyperprior {
     }
 
     /// `(means, scales)` `[len, H, W]` of one [`Arch::ChannelCheckerboard`] step (group
-    /// `g`) from the hyper parameters and the accumulated context.
+    /// `g`) from the hyper parameters and the accumulated context at the step's positions
+    /// (`[2M, 1, P]`, [`gather`] order).
     fn group_params(
         &self,
         l: &CheckerboardLayers,
@@ -928,7 +973,7 @@ impl MeanScaleHyperprior {
             let z = Array3::zeros((st.len, h, w));
             return Ok((z.clone(), z));
         }
-        let mut cg = gather(ctx.view(), st.anchors);
+        let mut cg = ctx.clone();
         if !st.anchors {
             // The context convolution's bias belongs to the non-anchor steps (as in the
             // checkerboard model, whose anchors see an all-zero context).
@@ -969,37 +1014,6 @@ impl MeanScaleHyperprior {
         }
         Ok(self.g_s[3].forward(a.view(), Mode::Fast))
     }
-}
-
-/// Adds the context of one [`Arch::ChannelCheckerboard`] step's decoded latents (group
-/// `g`'s channels of `y_hat` at the step's positions, zeros elsewhere) to `ctx`: the
-/// group's slice of the 5x5 context convolution, deterministic, without bias.
-fn add_group_context(
-    l: &CheckerboardLayers,
-    ctx: &mut Array3<f32>,
-    y_hat: ArrayView3<'_, f32>,
-    st: ContextStep,
-    g: usize,
-) {
-    let (_, h, w) = y_hat.dim();
-    let x = Array3::from_shape_fn((st.len, h, w), |(c, r, q)| {
-        if is_anchor(r, q) == st.anchors {
-            y_hat[[st.start + c, r, q]]
-        } else {
-            0.0
-        }
-    });
-    let add = conv2d(
-        x.view(),
-        l.ctx_in[g].view(),
-        None,
-        Conv2dParams {
-            stride: 1,
-            padding: 2,
-        },
-        Mode::Deterministic,
-    );
-    *ctx += &add;
 }
 
 /// `(means, scales)` from `[2M, H, W]` parameters (scales first, CompressAI's order).
@@ -1178,6 +1192,45 @@ mod tests {
                     (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
                     "{h}x{w}: {a} vs {b}"
                 );
+            }
+        }
+    }
+
+    /// Between every pair of position kinds, the half-taps convolution equals the full
+    /// unmasked one (all 25 taps, bias included) gathered at the output positions, when
+    /// the input is zero off its kind.
+    #[test]
+    fn context_between_matches_the_full_convolution() {
+        let cfg = HyperpriorConfig {
+            n: 8,
+            m: 12,
+            lambdas: vec![0.01],
+            arch: Arch::ChannelCheckerboard,
+        };
+        let model = MeanScaleHyperprior::from_bytes(&random_weights(&cfg, 10).unwrap()).unwrap();
+        let l = model.ckbd.as_ref().unwrap();
+        for (h, w) in [(8, 12), (5, 7), (1, 1), (2, 1), (3, 4)] {
+            for from in [true, false] {
+                let x = Array3::from_shape_fn((12, h, w), |(c, r, q)| {
+                    if is_anchor(r, q) == from {
+                        ((c * 5 + r * 3 + q * 7) % 11) as f32 - 5.0
+                    } else {
+                        0.0
+                    }
+                });
+                let full = l.ctx.forward(x.view(), Mode::Deterministic);
+                for to in [true, false] {
+                    let fast =
+                        context_between(l.ctx.weight.view(), Some(&l.ctx.bias), x.view(), from, to);
+                    let want = gather(full.view(), to);
+                    assert_eq!(fast.dim(), want.dim());
+                    for (a, b) in fast.iter().zip(want.iter()) {
+                        assert!(
+                            (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                            "{h}x{w} {from}->{to}: {a} vs {b}"
+                        );
+                    }
+                }
             }
         }
     }

@@ -14,7 +14,11 @@
 //!   tables at `scale_index(max(σ, 0.11))`. Mean-scale models: `(μ, σ) = h_s(ẑ)`, all of
 //!   `y` channel-major. Checkerboard models: first every anchor (`(row + col)` even,
 //!   channel-major, row-major) with `(μ, σ)` from `h_s(ẑ)`, then every non-anchor with
-//!   `(μ, σ)` that also depend on the decoded anchors. Every entropy parameter comes from
+//!   `(μ, σ)` that also depend on the decoded anchors. Channel-group checkerboard models
+//!   (`arch` 2): the same two halves, each split into the channel groups of
+//!   `lcodec_models::hyperprior::channel_groups` (16, 16, 32, 64 channels for M = 128),
+//!   group by group, each group's `(μ, σ)` depending on everything decoded before it.
+//!   Every entropy parameter comes from
 //!   the deterministic kernels, so encoder and decoder agree bit for bit on any CPU.
 //!   Decoding rebuilds `ŷ = q + μ` and `x̂ = g_s(ŷ)`. (The latent coding lives in
 //!   `lcodec_models::coding`, shared with the training command's real-bitstream eval.)
