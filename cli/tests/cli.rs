@@ -365,7 +365,7 @@ fn a_photo_is_coded_lossily_with_a_note_and_raw_stays_exact() {
     };
     let c = coding(&info);
     assert!(
-        c.starts_with("level 2 of ") && c.ends_with(", checkerboard context"),
+        c.starts_with("level 2 of ") && c.ends_with(", channel-group checkerboard context"),
         "{info}"
     );
     let o = lcodec(&["encode", s(&png), "-o", s(&lc), "-f"]);
@@ -378,7 +378,8 @@ fn a_photo_is_coded_lossily_with_a_note_and_raw_stays_exact() {
     let info = String::from_utf8_lossy(&lcodec(&["info", s(&lc)]).stdout).to_string();
     let c = coding(&info);
     assert!(
-        c.starts_with("level 5 of ") && c.ends_with(", checkerboard context, + residual layer"),
+        c.starts_with("level 5 of ")
+            && c.ends_with(", channel-group checkerboard context, + residual layer"),
         "the default quality 5 is level 5 plus the residual layer: {info}"
     );
     let o = lcodec(&["decode", s(&lc), "-o", s(&back)]);
