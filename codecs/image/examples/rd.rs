@@ -59,7 +59,7 @@ fn main() {
 /// Times the decoder's stages (deterministic hyper-synthesis and entropy parameters,
 /// synthesis) on one image.
 fn parts(codec: &ImageCodec, path: &str) {
-    use lcodec_models::hyperprior::{Arch, Z_STRIDE};
+    use lcodec_models::hyperprior::Z_STRIDE;
     let m = codec.default_model().expect("model");
     let net = m.model();
     let img = image::open(path).expect("read image").to_rgb8();
