@@ -1166,68 +1166,46 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// The half-taps context kernel equals the full convolution (bias included) gathered
+    /// at its output positions, for an input that is zero off its kind: the checkerboard's
+    /// masked convolution from the anchors to the non-anchors ([`context_at_nonanchors`]),
+    /// and the channel-group model's unmasked one between every pair of position kinds.
     #[test]
-    fn context_at_nonanchors_matches_the_full_masked_convolution() {
-        let cfg = HyperpriorConfig {
-            n: 8,
-            m: 12,
-            lambdas: vec![0.01],
-            arch: Arch::Checkerboard,
-        };
-        let model = MeanScaleHyperprior::from_bytes(&random_weights(&cfg, 9).unwrap()).unwrap();
-        let l = model.ckbd.as_ref().unwrap();
-        for (h, w) in [(8, 12), (5, 7), (1, 1), (1, 2), (3, 1)] {
-            let ya = Array3::from_shape_fn((12, h, w), |(c, r, q)| {
-                if is_anchor(r, q) {
-                    ((c * 5 + r * 3 + q * 7) % 11) as f32 - 5.0
-                } else {
-                    0.0
-                }
-            });
-            let fast = context_at_nonanchors(&l.ctx, ya.view());
-            let full = gather(l.ctx.forward(ya.view(), Mode::Deterministic).view(), false);
-            assert_eq!(fast.dim(), full.dim());
-            for (a, b) in fast.iter().zip(full.iter()) {
-                assert!(
-                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
-                    "{h}x{w}: {a} vs {b}"
-                );
-            }
-        }
-    }
-
-    /// Between every pair of position kinds, the half-taps convolution equals the full
-    /// unmasked one (all 25 taps, bias included) gathered at the output positions, when
-    /// the input is zero off its kind.
-    #[test]
-    fn context_between_matches_the_full_convolution() {
-        let cfg = HyperpriorConfig {
-            n: 8,
-            m: 12,
-            lambdas: vec![0.01],
-            arch: Arch::ChannelCheckerboard,
-        };
-        let model = MeanScaleHyperprior::from_bytes(&random_weights(&cfg, 10).unwrap()).unwrap();
-        let l = model.ckbd.as_ref().unwrap();
-        for (h, w) in [(8, 12), (5, 7), (1, 1), (2, 1), (3, 4)] {
-            for from in [true, false] {
-                let x = Array3::from_shape_fn((12, h, w), |(c, r, q)| {
-                    if is_anchor(r, q) == from {
-                        ((c * 5 + r * 3 + q * 7) % 11) as f32 - 5.0
+    fn context_kernels_match_the_full_convolution() {
+        for arch in [Arch::Checkerboard, Arch::ChannelCheckerboard] {
+            let cfg = HyperpriorConfig {
+                n: 8,
+                m: 12,
+                lambdas: vec![0.01],
+                arch,
+            };
+            let model = MeanScaleHyperprior::from_bytes(&random_weights(&cfg, 9).unwrap()).unwrap();
+            let l = model.ckbd.as_ref().unwrap();
+            let pairs: &[(bool, bool)] = if arch == Arch::Checkerboard {
+                &[(true, false)]
+            } else {
+                &[(true, true), (true, false), (false, true), (false, false)]
+            };
+            for (h, w) in [(8, 12), (5, 7), (1, 1), (1, 2), (2, 1), (3, 4)] {
+                for &(from, to) in pairs {
+                    let x = Array3::from_shape_fn((12, h, w), |(c, r, q)| {
+                        if is_anchor(r, q) == from {
+                            ((c * 5 + r * 3 + q * 7) % 11) as f32 - 5.0
+                        } else {
+                            0.0
+                        }
+                    });
+                    let fast = if arch == Arch::Checkerboard {
+                        context_at_nonanchors(&l.ctx, x.view())
                     } else {
-                        0.0
-                    }
-                });
-                let full = l.ctx.forward(x.view(), Mode::Deterministic);
-                for to in [true, false] {
-                    let fast =
-                        context_between(l.ctx.weight.view(), Some(&l.ctx.bias), x.view(), from, to);
-                    let want = gather(full.view(), to);
+                        context_between(l.ctx.weight.view(), Some(&l.ctx.bias), x.view(), from, to)
+                    };
+                    let want = gather(l.ctx.forward(x.view(), Mode::Deterministic).view(), to);
                     assert_eq!(fast.dim(), want.dim());
                     for (a, b) in fast.iter().zip(want.iter()) {
                         assert!(
                             (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
-                            "{h}x{w} {from}->{to}: {a} vs {b}"
+                            "{arch:?} {h}x{w} {from}->{to}: {a} vs {b}"
                         );
                     }
                 }

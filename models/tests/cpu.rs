@@ -106,14 +106,23 @@ fn weights_hash_identifies_the_file() {
     );
 }
 
-fn ckbd_model(seed: u64) -> MeanScaleHyperprior {
+/// A random-weight context model (N=8, M=`m`, two levels), seeded.
+fn context_model(
+    seed: u64,
+    m: usize,
+    arch: lcodec_models::hyperprior::Arch,
+) -> MeanScaleHyperprior {
     let cfg = HyperpriorConfig {
         n: 8,
-        m: 12,
+        m,
         lambdas: vec![0.01, 0.02],
-        arch: lcodec_models::hyperprior::Arch::Checkerboard,
+        arch,
     };
     MeanScaleHyperprior::from_bytes(&random_weights(&cfg, seed).unwrap()).unwrap()
+}
+
+fn ckbd_model(seed: u64) -> MeanScaleHyperprior {
+    context_model(seed, 12, lcodec_models::hyperprior::Arch::Checkerboard)
 }
 
 #[test]
@@ -186,13 +195,11 @@ fn unknown_architecture_is_unsupported() {
 
 /// A channel-group context model (N=8, M=16: groups of 2, 2, 4 and 8 channels), seeded.
 fn cc_model(seed: u64) -> MeanScaleHyperprior {
-    let cfg = HyperpriorConfig {
-        n: 8,
-        m: 16,
-        lambdas: vec![0.01, 0.02],
-        arch: lcodec_models::hyperprior::Arch::ChannelCheckerboard,
-    };
-    MeanScaleHyperprior::from_bytes(&random_weights(&cfg, seed).unwrap()).unwrap()
+    context_model(
+        seed,
+        16,
+        lcodec_models::hyperprior::Arch::ChannelCheckerboard,
+    )
 }
 
 /// Runs the context steps writing `src` at each step's entries; returns every step's
