@@ -775,12 +775,14 @@ impl MeanScaleHyperprior {
         }
     }
 
-    fn ep_tail(&self, l: &CheckerboardLayers, mut a: Array3<f32>) -> Array3<f32> {
+    /// The entropy-parameter network after `ep.0`: LeakyReLU, `ep.2`, LeakyReLU, then
+    /// `last` (`ep.4`, or its rows for one channel group).
+    fn ep_tail(l: &CheckerboardLayers, mut a: Array3<f32>, last: &ConvLayer) -> Array3<f32> {
         let d = Mode::Deterministic;
         leaky_relu_inplace(a.view_mut(), LEAKY_SLOPE);
         a = l.ep[1].forward(a.view(), d);
         leaky_relu_inplace(a.view_mut(), LEAKY_SLOPE);
-        l.ep[2].forward(a.view(), d)
+        last.forward(a.view(), d)
     }
 
     /// Checkerboard pass 1 (deterministic): `(means, scales)` of the anchors from the
@@ -800,7 +802,7 @@ impl MeanScaleHyperprior {
         let a = l
             .ep0_anchor
             .forward(gather(hyper, true).view(), Mode::Deterministic);
-        let p = scatter(&self.ep_tail(l, a), h, w, true);
+        let p = scatter(&Self::ep_tail(l, a, &l.ep[2]), h, w, true);
         Ok(split_params(&p, self.config.m))
     }
 
@@ -841,7 +843,7 @@ impl MeanScaleHyperprior {
         let input = ndarray::concatenate(Axis(0), &[hg.view(), cg.view()])
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let a = l.ep[0].forward(input.view(), d);
-        let p = scatter(&self.ep_tail(l, a), h, w, false);
+        let p = scatter(&Self::ep_tail(l, a, &l.ep[2]), h, w, false);
         Ok(split_params(&p, m))
     }
 
@@ -984,12 +986,8 @@ impl MeanScaleHyperprior {
         let input = ndarray::concatenate(Axis(0), &[hg.view(), cg.view()])
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let d = Mode::Deterministic;
-        let mut a = l.ep[0].forward(input.view(), d);
-        leaky_relu_inplace(a.view_mut(), LEAKY_SLOPE);
-        a = l.ep[1].forward(a.view(), d);
-        leaky_relu_inplace(a.view_mut(), LEAKY_SLOPE);
-        let p = l.ep_last[g].forward(a.view(), d);
-        let p = scatter(&p, h, w, st.anchors);
+        let a = l.ep[0].forward(input.view(), d);
+        let p = scatter(&Self::ep_tail(l, a, &l.ep_last[g]), h, w, st.anchors);
         Ok(split_params(&p, st.len))
     }
 
