@@ -356,7 +356,7 @@ pub struct FactorizedTables {
 pub const Z_TABLE_TOTAL: u32 = 1 << 16;
 
 impl FactorizedTables {
-    fn load(w: &WeightFile<'_>, n: usize) -> Result<Self> {
+    pub(crate) fn load(w: &WeightFile<'_>, n: usize) -> Result<Self> {
         let offsets_raw = w.i64("prior_z.offset", &[n])?;
         let lens = w.i64("prior_z.len", &[n])?;
         let lmax = lens.iter().copied().max().unwrap_or(0);

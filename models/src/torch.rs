@@ -846,6 +846,98 @@ impl TchHyperprior {
         Ok(model)
     }
 
+    /// Like [`Self::from_exported`], and the factorized prior's density is fitted to the
+    /// file's integer `z` tables (Adam on the cross-entropy of the table's pmf under the
+    /// density, `iters` steps), so training can go on from a shipped weights file when its
+    /// checkpoint is gone. Returns the network and the fit's final KL divergence, in bits
+    /// per `z` symbol averaged over channels.
+    ///
+    /// # Errors
+    /// As [`Self::from_exported`].
+    pub fn from_exported_fitted(bytes: &[u8], device: Device, iters: usize) -> Result<(Self, f64)> {
+        let mut model = Self::from_exported(bytes, Device::Cpu)?;
+        let w = crate::weights::WeightFile::parse(bytes)?;
+        let t = crate::hyperprior::FactorizedTables::load(&w, model.cfg.n)?;
+        let kl = model.fit_z_prior(&t.offsets, &t.freqs, iters)?;
+        model.vs.set_device(device);
+        Ok((model, kl))
+    }
+
+    /// Fits the factorized prior's density to integer tables (see [`Self::z_tables`]: per
+    /// channel the value of symbol 0 and frequencies summing to `Z_TABLE_TOTAL`). Each
+    /// symbol's target is the density's mass on `[v - ½, v + ½]`, the end symbols included
+    /// (the tails they hold in the tables are below 1e-7), so a channel whose table has a
+    /// single symbol gets all its mass there. Only the prior's variables change. Returns
+    /// the final KL divergence in bits per symbol, averaged over channels.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when the tables are not one per `z` channel.
+    pub fn fit_z_prior(
+        &mut self,
+        offsets: &[i32],
+        freqs: &[Vec<u32>],
+        iters: usize,
+    ) -> Result<f64> {
+        let c = self.cfg.n;
+        if offsets.len() != c || freqs.len() != c {
+            return Err(Error::InvalidArgument(format!(
+                "z tables for {} channels, the network has {c}",
+                offsets.len()
+            )));
+        }
+        let lmax = freqs.iter().map(Vec::len).max().unwrap_or(1).max(1);
+        // p[c][k]: the table's pmf (0 past the channel's length); pts[c][j] = offset + j - ½
+        // bounds symbol j from below.
+        let (mut p, mut pts) = (vec![], vec![]);
+        for (ch, f) in freqs.iter().enumerate() {
+            for j in 0..=lmax {
+                pts.push(offsets[ch] as f32 + j as f32 - 0.5);
+            }
+            for k in 0..lmax {
+                p.push(f.get(k).map_or(0.0, |&v| v as f32 / Z_TABLE_TOTAL as f32));
+            }
+        }
+        let (ci, li) = (c as i64, lmax as i64);
+        let p = Tensor::from_slice(&p).view([ci, 1, li]);
+        let pts = Tensor::from_slice(&pts).view([ci, 1, li + 1]);
+        let ent: f64 = -(&p * p.clamp_min(1e-30).log())
+            .sum(Kind::Double)
+            .double_value(&[]);
+        let mut params: Vec<Tensor> = self
+            .prior
+            .matrices
+            .iter()
+            .map(Tensor::shallow_clone)
+            .collect();
+        params.extend(self.prior.biases.iter().map(Tensor::shallow_clone));
+        params.extend(self.prior.factors.iter().map(Tensor::shallow_clone));
+        let mut m1: Vec<Tensor> = params.iter().map(Tensor::zeros_like).collect();
+        let mut m2: Vec<Tensor> = params.iter().map(Tensor::zeros_like).collect();
+        let (b1, b2, lr) = (0.9f64, 0.999f64, 1e-2f64);
+        let mut ce = f64::NAN;
+        for it in 1..=iters.max(1) {
+            for q in &mut params {
+                q.zero_grad();
+            }
+            let cdf = self.prior.logits_cumulative(&pts).sigmoid();
+            let q = (cdf.narrow(2, 1, li) - cdf.narrow(2, 0, li)).clamp_min(1e-12);
+            let loss = -(&p * q.log()).sum(Kind::Float) / c as f64;
+            ce = loss.double_value(&[]);
+            loss.backward();
+            tch::no_grad(|| {
+                let (c1, c2) = (1.0 - b1.powi(it as i32), 1.0 - b2.powi(it as i32));
+                for ((w, a), v) in params.iter_mut().zip(&mut m1).zip(&mut m2) {
+                    let g = w.grad();
+                    *a = &*a * b1 + &g * (1.0 - b1);
+                    *v = &*v * b2 + g.square() * (1.0 - b2);
+                    let step = (&*a / c1) / ((&*v / c2).sqrt() + 1e-8) * lr;
+                    let _ = w.f_sub_(&step);
+                }
+            });
+        }
+        Ok((ce - ent / c as f64) / std::f64::consts::LN_2)
+    }
+
     /// The same network with `m` latent channels instead of `cfg.m`, computing exactly what
     /// this one does (same reconstruction, same rate up to the rounding of the new channels'
     /// near-zero latents), so training can go on with more latent capacity: a higher quality

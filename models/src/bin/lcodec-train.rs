@@ -46,6 +46,26 @@ enum Cmd {
     /// Turn a checkerboard checkpoint (`ckbd-gain-v1`) into the channel-group context
     /// model (`ckbd-cc-v1`) computing exactly the same, to train on from there.
     AddChannelContext(AddChannelContextArgs),
+    /// Make a checkpoint from an exported weights file (e.g. a shipped model whose
+    /// checkpoint is gone), to train on from there: the transforms as stored (f16 files
+    /// lose their last bits), the factorized prior's density fitted to the file's tables.
+    Import(ImportArgs),
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// Weights file (as written by `export`).
+    #[arg(long)]
+    weights: PathBuf,
+    /// New checkpoint directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Step count to record in state.txt (the model card names it).
+    #[arg(long, default_value_t = 0)]
+    step: u64,
+    /// Adam steps fitting the prior's density to the tables.
+    #[arg(long, default_value_t = 3000)]
+    fit_iters: usize,
 }
 
 #[derive(Args)]
@@ -219,6 +239,7 @@ fn main() {
         Cmd::AddChannelContext(a) => {
             rewrite_checkpoint(&a.ckpt, &a.out, TchHyperprior::with_channel_context)
         }
+        Cmd::Import(a) => import(&a),
     };
     if let Err(e) = r {
         eprintln!("lcodec-train: {e}");
@@ -713,6 +734,15 @@ fn export(a: ExportArgs) -> Res<()> {
         bytes.len()
     );
     Ok(())
+}
+
+fn import(a: &ImportArgs) -> Res<()> {
+    let bytes = std::fs::read(&a.weights).map_err(|e| format!("{}: {e}", a.weights.display()))?;
+    let (model, kl) = TchHyperprior::from_exported_fitted(&bytes, Device::Cpu, a.fit_iters)
+        .map_err(|e| format!("{}: {e}", a.weights.display()))?;
+    eprintln!("z prior fitted to the file's tables: KL {kl:.5} bits/symbol");
+    std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
+    save(&model, &a.out, a.step, false, &mut std::io::stderr())
 }
 
 fn widen(a: &WidenArgs) -> Res<()> {
