@@ -48,6 +48,7 @@
 
 pub mod alpha;
 pub mod residual;
+mod residual_v2;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
