@@ -48,7 +48,9 @@ fn main() {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let file = cache.join(format!("{hash}-{level}-{name}.f32"));
-        let cached = std::fs::read(&file).ok().and_then(|b| parse_cache(&b, w, h));
+        let cached = std::fs::read(&file)
+            .ok()
+            .and_then(|b| parse_cache(&b, w, h));
         let (base, recon) = cached.unwrap_or_else(|| {
             let (p, r) = model
                 .encode_rgb_recon(&rgb, w, h, level - 1)
@@ -116,5 +118,8 @@ fn parse_cache(b: &[u8], w: u32, h: u32) -> Option<(usize, Array3<f32>)> {
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
-    Some((base, Array3::from_shape_vec((3, h as usize, w as usize), v).ok()?))
+    Some((
+        base,
+        Array3::from_shape_vec((3, h as usize, w as usize), v).ok()?,
+    ))
 }

@@ -36,9 +36,9 @@
 //! from `|q|`: `|q| = 1` then `|q| ≥ 2`, per component class and band), then the
 //! range-coded stream.
 
+use crate::residual_v2::Scan2;
 use lcodec_core::{Error, Result};
 use lcodec_entropy::{AdaptiveBit, AdaptiveFrequency, Decode, Encode, RangeDecoder, RangeEncoder};
-use crate::residual_v2::Scan2;
 use ndarray::{Array3, ArrayView3};
 
 /// Version byte of the residual chunk the encoder writes (the decoder reads 1 and 2).
@@ -524,7 +524,10 @@ mod tests {
             let p = encode_version(&rgb, recon.view(), w, h, false, 3.0, version).unwrap();
             assert_eq!(p[0], version);
             if std::env::var_os("LCODEC_BLESS").is_some() {
-                println!("LCODEC_BLESS: residual version {version}: {:#018x}", fnv(&p));
+                println!(
+                    "LCODEC_BLESS: residual version {version}: {:#018x}",
+                    fnv(&p)
+                );
             } else {
                 assert_eq!(fnv(&p), golden, "version {version} bytes changed");
             }

@@ -240,7 +240,13 @@ impl Scan2 {
 
     /// Codes (encoder) or decodes (decoder) block `(c, by, bx)`; the decoder's `q` of the
     /// block must be all zero on entry.
-    pub(crate) fn code_block<I: Io>(&mut self, io: &mut I, c: usize, by: usize, bx: usize) -> Result<()> {
+    pub(crate) fn code_block<I: Io>(
+        &mut self,
+        io: &mut I,
+        c: usize,
+        by: usize,
+        bx: usize,
+    ) -> Result<()> {
         let i = self.block(c, by, bx);
         let left = (bx > 0).then(|| self.block(c, by, bx - 1));
         let up = (by > 0).then(|| self.block(c, by - 1, bx));
@@ -256,7 +262,10 @@ impl Scan2 {
             .iter()
             .filter(|&&v| v != 0)
             .count();
-        io.sym(&mut count, &mut self.counts[(c * NZB + nz_bucket(pred)) * LUMB + lb])?;
+        io.sym(
+            &mut count,
+            &mut self.counts[(c * NZB + nz_bucket(pred)) * LUMB + lb],
+        )?;
         self.nnz[i] = count as u8;
         let mut rem = count;
         for (z, &k) in ZIGZAG.iter().enumerate() {
@@ -286,7 +295,10 @@ impl Scan2 {
                 1..=3 => 1,
                 _ => 2,
             };
-            io.bit(&mut g1, &mut self.gt1[(((c * ZB + zb) * NBB + nb) * LKB + lk) * 3 + r3])?;
+            io.bit(
+                &mut g1,
+                &mut self.gt1[(((c * ZB + zb) * NBB + nb) * LKB + lk) * 3 + r3],
+            )?;
             if !g1 {
                 m = 1;
             } else {
@@ -308,9 +320,7 @@ impl Scan2 {
                         }
                         l += 1;
                         if l > 20 {
-                            return Err(bad(format!(
-                                "coefficient magnitude of more than {MAX_Q}"
-                            )));
+                            return Err(bad(format!("coefficient magnitude of more than {MAX_Q}")));
                         }
                     }
                     let mut low = w & ((1u32 << l) - 1);
@@ -362,6 +372,10 @@ mod tests {
         for i in 0..1000 {
             c.update(i % 4 == 0);
         }
-        assert!((f64::from(c.p1()) / 65536.0 - 0.25).abs() < 0.05, "{}", c.p1());
+        assert!(
+            (f64::from(c.p1()) / 65536.0 - 0.25).abs() < 0.05,
+            "{}",
+            c.p1()
+        );
     }
 }
