@@ -45,7 +45,7 @@ const RATE: [u32; LIMIT + 1] = {
     let mut t = [0u32; LIMIT + 1];
     let mut n = 0;
     while n <= LIMIT {
-        t[n] = (2 * 65536 / (2 * n as u32 + 3)) as u32;
+        t[n] = 2 * 65536 / (2 * n as u32 + 3);
         n += 1;
     }
     t
@@ -253,7 +253,7 @@ impl Scan2 {
         let luma = (c > 0).then(|| self.block(0, by, bx));
         let nz = |b: usize| usize::from(self.nnz[b]);
         let pred = match (left, up) {
-            (Some(l), Some(u)) => (nz(l) + nz(u) + 1) / 2,
+            (Some(l), Some(u)) => (nz(l) + nz(u)).div_ceil(2),
             (Some(b), None) | (None, Some(b)) => nz(b),
             (None, None) => 0,
         };
