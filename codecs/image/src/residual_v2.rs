@@ -142,61 +142,21 @@ impl Io for RangeDecoder {
     }
 }
 
-fn nz_bucket(n: usize) -> usize {
-    match n {
-        0..=4 => n,
-        5..=6 => 5,
-        7..=9 => 6,
-        10..=13 => 7,
-        14..=19 => 8,
-        20..=27 => 9,
-        28..=39 => 10,
-        _ => 11,
-    }
+/// The bucket of `v`: how many of the ascending lower bounds `bounds` it reaches.
+fn bucket(v: usize, bounds: &[usize]) -> usize {
+    bounds.iter().take_while(|&&t| v >= t).count()
 }
 
-fn lum_bucket(n: usize) -> usize {
-    match n {
-        0 => 0,
-        1..=2 => 1,
-        3..=6 => 2,
-        7..=15 => 3,
-        _ => 4,
-    }
-}
-
-fn zz_bucket(z: usize) -> usize {
-    match z {
-        0..=7 => z,
-        8..=9 => 8,
-        10..=11 => 9,
-        12..=14 => 10,
-        15..=19 => 11,
-        20..=26 => 12,
-        27..=35 => 13,
-        _ => 14,
-    }
-}
-
-fn rem_bucket(r: usize) -> usize {
-    match r {
-        0..=4 => r.saturating_sub(1),
-        5..=6 => 4,
-        7..=9 => 5,
-        10..=14 => 6,
-        15..=22 => 7,
-        _ => 8,
-    }
-}
-
-fn nb_bucket(m: u32) -> usize {
-    match m {
-        0..=2 => m as usize,
-        3..=4 => 3,
-        5..=8 => 4,
-        _ => 5,
-    }
-}
+/// Lower bounds of the buckets of a predicted non-zero count ([`NZB`] buckets).
+const NZ_BOUNDS: [usize; NZB - 1] = [1, 2, 3, 4, 5, 7, 10, 14, 20, 28, 40];
+/// Lower bounds of the buckets of the luma block's non-zero count ([`LUMB`]).
+const LUM_BOUNDS: [usize; LUMB - 1] = [1, 3, 7, 16];
+/// Lower bounds of the zigzag-position buckets ([`ZB`]).
+const ZZ_BOUNDS: [usize; ZB - 1] = [1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 27, 36];
+/// Lower bounds of the buckets of the non-zeros still to come ([`RB`]; 1 is the first).
+const REM_BOUNDS: [usize; RB - 1] = [2, 3, 4, 5, 7, 10, 15, 23];
+/// Lower bounds of the buckets of the neighbours' magnitudes ([`NBB`]).
+const NB_BOUNDS: [usize; NBB - 1] = [1, 2, 3, 5, 9];
 
 /// Quantised coefficients of every block and the adaptive models.
 pub(crate) struct Scan2 {
@@ -257,14 +217,14 @@ impl Scan2 {
             (Some(b), None) | (None, Some(b)) => nz(b),
             (None, None) => 0,
         };
-        let lb = luma.map_or(0, |l| lum_bucket(nz(l)));
+        let lb = luma.map_or(0, |l| bucket(nz(l), &LUM_BOUNDS));
         let mut count = self.q[i * B * B..(i + 1) * B * B]
             .iter()
             .filter(|&&v| v != 0)
             .count();
         io.sym(
             &mut count,
-            &mut self.counts[(c * NZB + nz_bucket(pred)) * LUMB + lb],
+            &mut self.counts[(c * NZB + bucket(pred, &NZ_BOUNDS)) * LUMB + lb],
         )?;
         self.nnz[i] = count as u8;
         let mut rem = count;
@@ -273,13 +233,13 @@ impl Scan2 {
                 break;
             }
             let mag = |b: Option<usize>| b.map_or(0, |b| self.q[b * B * B + k].unsigned_abs());
-            let nb = nb_bucket(mag(left).min(16) + mag(up).min(16));
+            let nb = bucket((mag(left).min(16) + mag(up).min(16)) as usize, &NB_BOUNDS);
             let lk = luma.map_or(0, |_| (mag(luma) as usize).min(LKB - 1));
-            let zb = zz_bucket(z);
+            let zb = bucket(z, &ZZ_BOUNDS);
             let v = self.q[i * B * B + k];
             let mut nonzero = v != 0;
             if rem < B * B - z {
-                let ctx = (((c * ZB + zb) * RB + rem_bucket(rem)) * NBB + nb) * LKB + lk;
+                let ctx = (((c * ZB + zb) * RB + bucket(rem, &REM_BOUNDS)) * NBB + nb) * LKB + lk;
                 io.bit(&mut nonzero, &mut self.zero[ctx])?;
             } else {
                 nonzero = true;
