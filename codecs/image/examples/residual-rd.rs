@@ -7,7 +7,8 @@
 //! beside the system's temporary directory (`lcodec-residual-cache/`, keyed by the weights'
 //! hash, the level and the image name), so runs that change only the residual layer skip
 //! the network. Prints per step: residual bytes, learned-payload bytes, total bpp and
-//! PSNR. `RESIDUAL_VERSION=1` writes the layer's first bitstream version, for comparison.
+//! PSNR. `RESIDUAL_VERSION=1` or `2` writes an older bitstream version, for comparison
+//! (version 3 quantises differently: compare curves, not single steps).
 use lcodec_image::{ImageCodec, residual};
 use ndarray::Array3;
 use std::path::PathBuf;

@@ -172,10 +172,38 @@ pub(crate) struct Scan2 {
     gt1: Vec<Ctx>,
     gt2: Vec<Ctx>,
     eg: Vec<Ctx>,
+    /// Dependent quantisation (version 3): the "non-zero" contexts also see the
+    /// quantiser state.
+    dq: bool,
+}
+
+/// Dependent quantisation's state machine: the next state after a level of parity `p`.
+pub(crate) const NEXT: [[u8; 2]; 4] = [[0, 2], [2, 0], [1, 3], [3, 1]];
+
+/// Reconstruction index (in units of the half step Δ) of level `m` in quantiser state `s`:
+/// states 0 and 1 use the even multiples `2m`, states 2 and 3 the odd ones `2m - sgn(m)`.
+pub(crate) fn dq_index(s: u8, m: i32) -> i32 {
+    if s < 2 { 2 * m } else { 2 * m - m.signum() }
+}
+
+/// Replaces the levels of one block (row-major) by their reconstruction indices, walking
+/// the state machine in zigzag order from state 0.
+pub(crate) fn dq_block_indices(q: &mut [i32]) {
+    let mut s = 0u8;
+    for &k in &ZIGZAG {
+        let m = q[k];
+        q[k] = dq_index(s, m);
+        s = NEXT[usize::from(s)][(m & 1) as usize];
+    }
+}
+
+/// State class of the "non-zero" contexts under dependent quantisation.
+fn state_class(s: u8) -> usize {
+    usize::from(s.max(1) - 1)
 }
 
 impl Scan2 {
-    pub(crate) fn new(comps: usize, w: usize, h: usize) -> Result<Self> {
+    pub(crate) fn new(comps: usize, w: usize, h: usize, dq: bool) -> Result<Self> {
         let (bw, bh) = (w.div_ceil(B), h.div_ceil(B));
         let n = comps * bw * bh;
         let counts = (0..CLASSES * NZB * LUMB)
@@ -187,10 +215,11 @@ impl Scan2 {
             q: vec![0; n * B * B],
             nnz: vec![0; n],
             counts,
-            zero: vec![Ctx::NEW; CLASSES * ZB * RB * NBB * LKB],
+            zero: vec![Ctx::NEW; CLASSES * ZB * RB * NBB * LKB * if dq { 3 } else { 1 }],
             gt1: vec![Ctx::NEW; CLASSES * ZB * NBB * LKB * 3],
             gt2: vec![Ctx::NEW; CLASSES * ZB * NBB],
             eg: vec![Ctx::NEW; CLASSES * EGB],
+            dq,
         })
     }
 
@@ -228,6 +257,7 @@ impl Scan2 {
         )?;
         self.nnz[i] = count as u8;
         let mut rem = count;
+        let mut state = 0u8;
         for (z, &k) in ZIGZAG.iter().enumerate() {
             if rem == 0 {
                 break;
@@ -239,12 +269,17 @@ impl Scan2 {
             let v = self.q[i * B * B + k];
             let mut nonzero = v != 0;
             if rem < B * B - z {
-                let ctx = (((c * ZB + zb) * RB + bucket(rem, &REM_BOUNDS)) * NBB + nb) * LKB + lk;
+                let mut ctx =
+                    (((c * ZB + zb) * RB + bucket(rem, &REM_BOUNDS)) * NBB + nb) * LKB + lk;
+                if self.dq {
+                    ctx = ctx * 3 + state_class(state);
+                }
                 io.bit(&mut nonzero, &mut self.zero[ctx])?;
             } else {
                 nonzero = true;
             }
             if !nonzero {
+                state = NEXT[usize::from(state)][0];
                 continue;
             }
             rem -= 1;
@@ -294,13 +329,175 @@ impl Scan2 {
             let mut s = u32::from(v < 0);
             io.raw(&mut s, 1)?;
             self.q[i * B * B + k] = if s == 1 { -(m as i32) } else { m as i32 };
+            state = NEXT[usize::from(state)][(m & 1) as usize];
         }
         Ok(())
     }
 }
 
+/// `-log2` of probabilities in 1/4096 steps, for the encoder's rate estimates.
+fn cost_table() -> &'static [f64; 4096] {
+    static T: std::sync::OnceLock<Box<[f64; 4096]>> = std::sync::OnceLock::new();
+    T.get_or_init(|| {
+        let mut t = Box::new([0.0; 4096]);
+        for (i, v) in t.iter_mut().enumerate() {
+            *v = -((i as f64 + 0.5) / 4096.0).log2();
+        }
+        t
+    })
+}
+
+/// Estimated bits of coding `bit` under `ctx`.
+fn bit_cost(ctx: Ctx, bit: bool) -> f64 {
+    let p1 = usize::from(ctx.p1());
+    let p = if bit { p1 } else { 65536 - p1 };
+    cost_table()[(p >> 4).min(4095)]
+}
+
+impl Scan2 {
+    /// Estimated bits of level magnitude `m` at a position whose context parts are
+    /// `(zb, nb, lk)`, with `rem` non-zeros still to come (this one included) and quantiser
+    /// state `s`.
+    #[allow(clippy::too_many_arguments)]
+    fn level_bits(
+        &self,
+        c: usize,
+        zb: usize,
+        nb: usize,
+        lk: usize,
+        rem: usize,
+        s: u8,
+        m: u32,
+    ) -> f64 {
+        let ctx = ((((c * ZB + zb) * RB + bucket(rem, &REM_BOUNDS)) * NBB + nb) * LKB + lk) * 3
+            + state_class(s);
+        let sig = bit_cost(self.zero[ctx], m != 0);
+        if m == 0 {
+            return sig;
+        }
+        let r3 = match rem - 1 {
+            0 => 0,
+            1..=3 => 1,
+            _ => 2,
+        };
+        let g1 = self.gt1[(((c * ZB + zb) * NBB + nb) * LKB + lk) * 3 + r3];
+        let mut bits = sig + 1.0 + bit_cost(g1, m > 1);
+        if m > 1 {
+            bits += bit_cost(self.gt2[(c * ZB + zb) * NBB + nb], m > 2);
+        }
+        if m > 2 {
+            let w = m - 2;
+            let len = 31 - w.leading_zeros() as usize;
+            for l in 0..=len {
+                bits += bit_cost(self.eg[c * EGB + l.min(EGB - 1)], l < len);
+            }
+            bits += len as f64;
+        }
+        bits
+    }
+
+    /// Dependent-quantisation levels of block `(c, by, bx)` (version 3): `a` holds its DCT
+    /// coefficients in units of the half step Δ (row-major). A Viterbi search over the
+    /// four quantiser states in zigzag order minimises `Σ (a − Δ-index)² + lambda · bits`,
+    /// the bits estimated from the current contexts (the block's non-zero count included),
+    /// with the option to end the block after any position.
+    pub(crate) fn choose_levels(
+        &self,
+        c: usize,
+        by: usize,
+        bx: usize,
+        a: &[f64; B * B],
+        lambda: f64,
+    ) -> [i32; B * B] {
+        let left = (bx > 0).then(|| self.block(c, by, bx - 1));
+        let up = (by > 0).then(|| self.block(c, by - 1, bx));
+        let luma = (c > 0).then(|| self.block(0, by, bx));
+        let nz = |b: usize| usize::from(self.nnz[b]);
+        let pred = match (left, up) {
+            (Some(l), Some(u)) => (nz(l) + nz(u)).div_ceil(2),
+            (Some(b), None) | (None, Some(b)) => nz(b),
+            (None, None) => 0,
+        };
+        let lb = luma.map_or(0, |l| bucket(nz(l), &LUM_BOUNDS));
+        let counts = self.counts[(c * NZB + bucket(pred, &NZ_BOUNDS)) * LUMB + lb].counts();
+        let total: f64 = counts.iter().map(|&v| f64::from(v)).sum();
+        let count_bits = |n: usize| -(f64::from(counts[n]) / total).log2();
+        let mut parts = [(0usize, 0usize, 0usize); B * B];
+        let mut suffix = [0.0f64; B * B + 1];
+        for z in (0..B * B).rev() {
+            let k = ZIGZAG[z];
+            let mag = |b: Option<usize>| b.map_or(0, |b| self.q[b * B * B + k].unsigned_abs());
+            let nb = bucket((mag(left).min(16) + mag(up).min(16)) as usize, &NB_BOUNDS);
+            let lk = luma.map_or(0, |_| (mag(luma) as usize).min(LKB - 1));
+            parts[z] = (bucket(z, &ZZ_BOUNDS), nb, lk);
+            suffix[z] = suffix[z + 1] + a[k] * a[k];
+        }
+        let run = |est: usize| -> [i32; B * B] {
+            const INF: f64 = f64::INFINITY;
+            let mut cost = [0.0, INF, INF, INF];
+            let mut nnz = [0usize; 4];
+            let mut back = [[(0u8, 0u32); 4]; B * B];
+            let (mut best, mut end_z, mut end_s) = (suffix[0] + lambda * count_bits(0), 0, 0u8);
+            for z in 0..B * B {
+                let (zb, nb, lk) = parts[z];
+                let av = a[ZIGZAG[z]].abs();
+                let mut next = [INF; 4];
+                let mut next_nnz = [0usize; 4];
+                for s in 0..4u8 {
+                    let base = cost[usize::from(s)];
+                    if base == INF {
+                        continue;
+                    }
+                    let rem = est.saturating_sub(nnz[usize::from(s)]).max(1);
+                    let lo = if s < 2 {
+                        (av / 2.0).floor()
+                    } else {
+                        ((av + 1.0) / 2.0).floor()
+                    };
+                    let lo = lo.min(f64::from(MAX_Q - 1)) as u32;
+                    for m in [0, lo, lo + 1] {
+                        let r = f64::from(dq_index(s, m as i32));
+                        let d = (av - r) * (av - r);
+                        let t = base + d + lambda * self.level_bits(c, zb, nb, lk, rem, s, m);
+                        let ns = usize::from(NEXT[usize::from(s)][(m & 1) as usize]);
+                        if t < next[ns] {
+                            next[ns] = t;
+                            next_nnz[ns] = nnz[usize::from(s)] + usize::from(m != 0);
+                            back[z][ns] = (s, m);
+                        }
+                    }
+                }
+                cost = next;
+                nnz = next_nnz;
+                for s in 0..4 {
+                    if cost[s] < INF && nnz[s] > 0 {
+                        let e = cost[s] + suffix[z + 1] + lambda * count_bits(nnz[s]);
+                        if e < best {
+                            (best, end_z, end_s) = (e, z + 1, s as u8);
+                        }
+                    }
+                }
+            }
+            let mut out = [0i32; B * B];
+            let mut s = end_s;
+            for z in (0..end_z).rev() {
+                let (ps, m) = back[z][usize::from(s)];
+                let k = ZIGZAG[z];
+                out[k] = if a[k] < 0.0 { -(m as i32) } else { m as i32 };
+                s = ps;
+            }
+            out
+        };
+        let est = a.iter().filter(|v| v.abs() >= 1.5).count();
+        let first = run(est);
+        let n = first.iter().filter(|&&v| v != 0).count();
+        if n == est { first } else { run(n) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -315,6 +512,53 @@ mod tests {
             }
         }
         assert_eq!(&ZIGZAG[..6], &[0, 1, 8, 16, 9, 2]);
+    }
+
+    /// Distortion of levels `m` (in zigzag order) against `a` under the state machine.
+    fn dq_error(a: &[f64], m: &[i32]) -> f64 {
+        let mut s = 0u8;
+        let mut e = 0.0;
+        for (&v, &l) in a.iter().zip(m) {
+            e += (v - f64::from(dq_index(s, l))).powi(2);
+            s = NEXT[usize::from(s)][(l & 1) as usize];
+        }
+        e
+    }
+
+    /// Without a rate term the Viterbi search finds the best reconstruction the state
+    /// machine allows: checked against every level vector of the first five positions.
+    #[test]
+    fn dependent_levels_are_optimal_without_rate() {
+        let scan = Scan2::new(1, B, B, true).unwrap();
+        for seed in 0..4u32 {
+            let lead: Vec<f64> = (0..5u32)
+                .map(|i| f64::from((i * 7 + seed * 13) % 17) * 0.47 - 3.9)
+                .collect();
+            let mut a = [0.0; B * B];
+            for (z, &v) in lead.iter().enumerate() {
+                a[ZIGZAG[z]] = v;
+            }
+            let got = scan.choose_levels(0, 0, 0, &a, 0.0);
+            let got_z: Vec<i32> = ZIGZAG.iter().map(|&k| got[k]).collect();
+            assert!(got_z[5..].iter().all(|&v| v == 0));
+            let mut best = f64::INFINITY;
+            for code in 0..9usize.pow(5) {
+                let m: Vec<i32> = (0..5)
+                    .map(|i| (code / 9usize.pow(i)) as i32 % 9 - 4)
+                    .collect();
+                best = best.min(dq_error(&lead, &m));
+            }
+            let e = dq_error(&lead, &got_z[..5]);
+            assert!((e - best).abs() < 1e-9, "seed {seed}: {e} against {best}");
+            // Reconstruction indices follow the same machine.
+            let mut idx = got;
+            dq_block_indices(&mut idx);
+            let direct: f64 = ZIGZAG
+                .iter()
+                .map(|&k| (a[k] - f64::from(idx[k])).powi(2))
+                .sum();
+            assert!((direct - e).abs() < 1e-9);
+        }
     }
 
     #[test]
