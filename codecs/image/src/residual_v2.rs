@@ -158,6 +158,18 @@ const REM_BOUNDS: [usize; RB - 1] = [2, 3, 4, 5, 7, 10, 15, 23];
 /// Lower bounds of the buckets of the neighbours' magnitudes ([`NBB`]).
 const NB_BOUNDS: [usize; NBB - 1] = [1, 2, 3, 5, 9];
 
+/// What the contexts of one block see around it.
+struct Around {
+    /// The block's index.
+    i: usize,
+    left: Option<usize>,
+    up: Option<usize>,
+    /// The luma block at the same place (chroma blocks only).
+    luma: Option<usize>,
+    /// Index of the model of the block's non-zero count.
+    count_model: usize,
+}
+
 /// Quantised coefficients of every block and the adaptive models.
 pub(crate) struct Scan2 {
     bw: usize,
@@ -227,16 +239,8 @@ impl Scan2 {
         (c * self.bh + by) * self.bw + bx
     }
 
-    /// Codes (encoder) or decodes (decoder) block `(c, by, bx)`; the decoder's `q` of the
-    /// block must be all zero on entry.
-    pub(crate) fn code_block<I: Io>(
-        &mut self,
-        io: &mut I,
-        c: usize,
-        by: usize,
-        bx: usize,
-    ) -> Result<()> {
-        let i = self.block(c, by, bx);
+    /// The neighbourhood of block `(c, by, bx)` as the contexts see it.
+    fn around(&self, c: usize, by: usize, bx: usize) -> Around {
         let left = (bx > 0).then(|| self.block(c, by, bx - 1));
         let up = (by > 0).then(|| self.block(c, by - 1, bx));
         let luma = (c > 0).then(|| self.block(0, by, bx));
@@ -247,14 +251,44 @@ impl Scan2 {
             (None, None) => 0,
         };
         let lb = luma.map_or(0, |l| bucket(nz(l), &LUM_BOUNDS));
+        Around {
+            i: self.block(c, by, bx),
+            left,
+            up,
+            luma,
+            count_model: (c * NZB + bucket(pred, &NZ_BOUNDS)) * LUMB + lb,
+        }
+    }
+
+    /// Context parts of zigzag position `z` in a block with neighbourhood `n`: the position
+    /// bucket, the left and upper magnitudes' bucket, the luma magnitude's bucket.
+    fn parts(&self, n: &Around, z: usize) -> (usize, usize, usize) {
+        let k = ZIGZAG[z];
+        let mag = |b: Option<usize>| b.map_or(0, |b| self.q[b * B * B + k].unsigned_abs());
+        let nb = bucket(
+            (mag(n.left).min(16) + mag(n.up).min(16)) as usize,
+            &NB_BOUNDS,
+        );
+        let lk = n.luma.map_or(0, |_| (mag(n.luma) as usize).min(LKB - 1));
+        (bucket(z, &ZZ_BOUNDS), nb, lk)
+    }
+
+    /// Codes (encoder) or decodes (decoder) block `(c, by, bx)`; the decoder's `q` of the
+    /// block must be all zero on entry.
+    pub(crate) fn code_block<I: Io>(
+        &mut self,
+        io: &mut I,
+        c: usize,
+        by: usize,
+        bx: usize,
+    ) -> Result<()> {
+        let n = self.around(c, by, bx);
+        let i = n.i;
         let mut count = self.q[i * B * B..(i + 1) * B * B]
             .iter()
             .filter(|&&v| v != 0)
             .count();
-        io.sym(
-            &mut count,
-            &mut self.counts[(c * NZB + bucket(pred, &NZ_BOUNDS)) * LUMB + lb],
-        )?;
+        io.sym(&mut count, &mut self.counts[n.count_model])?;
         self.nnz[i] = count as u8;
         let mut rem = count;
         let mut state = 0u8;
@@ -262,10 +296,7 @@ impl Scan2 {
             if rem == 0 {
                 break;
             }
-            let mag = |b: Option<usize>| b.map_or(0, |b| self.q[b * B * B + k].unsigned_abs());
-            let nb = bucket((mag(left).min(16) + mag(up).min(16)) as usize, &NB_BOUNDS);
-            let lk = luma.map_or(0, |_| (mag(luma) as usize).min(LKB - 1));
-            let zb = bucket(z, &ZZ_BOUNDS);
+            let (zb, nb, lk) = self.parts(&n, z);
             let v = self.q[i * B * B + k];
             let mut nonzero = v != 0;
             if rem < B * B - z {
@@ -409,28 +440,15 @@ impl Scan2 {
         a: &[f64; B * B],
         lambda: f64,
     ) -> [i32; B * B] {
-        let left = (bx > 0).then(|| self.block(c, by, bx - 1));
-        let up = (by > 0).then(|| self.block(c, by - 1, bx));
-        let luma = (c > 0).then(|| self.block(0, by, bx));
-        let nz = |b: usize| usize::from(self.nnz[b]);
-        let pred = match (left, up) {
-            (Some(l), Some(u)) => (nz(l) + nz(u)).div_ceil(2),
-            (Some(b), None) | (None, Some(b)) => nz(b),
-            (None, None) => 0,
-        };
-        let lb = luma.map_or(0, |l| bucket(nz(l), &LUM_BOUNDS));
-        let counts = self.counts[(c * NZB + bucket(pred, &NZ_BOUNDS)) * LUMB + lb].counts();
+        let n = self.around(c, by, bx);
+        let counts = self.counts[n.count_model].counts();
         let total: f64 = counts.iter().map(|&v| f64::from(v)).sum();
         let count_bits = |n: usize| -(f64::from(counts[n]) / total).log2();
         let mut parts = [(0usize, 0usize, 0usize); B * B];
         let mut suffix = [0.0f64; B * B + 1];
         for z in (0..B * B).rev() {
-            let k = ZIGZAG[z];
-            let mag = |b: Option<usize>| b.map_or(0, |b| self.q[b * B * B + k].unsigned_abs());
-            let nb = bucket((mag(left).min(16) + mag(up).min(16)) as usize, &NB_BOUNDS);
-            let lk = luma.map_or(0, |_| (mag(luma) as usize).min(LKB - 1));
-            parts[z] = (bucket(z, &ZZ_BOUNDS), nb, lk);
-            suffix[z] = suffix[z + 1] + a[k] * a[k];
+            parts[z] = self.parts(&n, z);
+            suffix[z] = suffix[z + 1] + a[ZIGZAG[z]] * a[ZIGZAG[z]];
         }
         let run = |est: usize| -> [i32; B * B] {
             const INF: f64 = f64::INFINITY;
