@@ -1,4 +1,6 @@
-//! Version 2 of the residual layer's entropy coding (see [`crate::residual`]).
+//! Versions 2 and 3 of the residual layer's entropy coding (see [`crate::residual`]), and
+//! version 3's dependent quantisation: the state machine ([`NEXT`], [`dq_index`]) and the
+//! encoder's search over it ([`Scan2::choose_levels`]).
 //!
 //! Per block and component, in the same block order as version 1:
 //!
