@@ -18,7 +18,7 @@
 //!   multiples of `Δ = step / 2`), switched per coefficient by a four-state machine
 //!   driven by the parity of the previous level in zigzag order; the encoder picks the
 //!   levels of each block with a Viterbi search over the states that minimises squared
-//!   error plus `λ·bits` ([`DQ_LAMBDA`]), the bits estimated from the adaptive contexts as
+//!   error plus `λ·bits` (λ = 0.2 `Δ²` per bit), the bits estimated from the adaptive contexts as
 //!   they stand; about 2 % fewer bytes than version 2 at equal PSNR on Kodak. Versions 1
 //!   and 2: one uniform quantiser with dead-zone rounding (`⌊|c|/step + 0.3⌋`). All
 //!   versions reconstruct at the per-class centroid the encoder measured and transmitted;
