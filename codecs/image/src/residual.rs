@@ -23,7 +23,7 @@
 //!   and 2: one uniform quantiser with dead-zone rounding (`⌊|c|/step + 0.3⌋`). All
 //!   versions reconstruct at the per-class centroid the encoder measured and transmitted;
 //! * context-adaptive range coding of the integers. Versions 2 and 3
-//!   ([`crate::residual_v2`]): per block and component the number of non-zero
+//!   (`residual_v2.rs`): per block and component the number of non-zero
 //!   coefficients, then the coefficients in zigzag order up to the last non-zero one as
 //!   binary decisions (non-zero, > 1, > 2, an adaptive Exp-Golomb rest) and a sign bit,
 //!   in contexts of the component, the position, the non-zeros still to come and the same
