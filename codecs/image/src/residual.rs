@@ -283,16 +283,17 @@ pub fn encode_version(
     let d = dct_matrix();
     let mut scan = Scan::new(comps, w, h)?;
     let blocks: Vec<_> = scan.order().collect();
-    let mut coefs = vec![[0.0f64; B * B]; scan.q.len() / (B * B)];
-    for &(c, by, bx) in &blocks {
+    // DCT coefficients of one block, computed when it is quantised (not stored for the
+    // whole image: that would be 8 bytes per sample).
+    let coefs = |c: usize, by: usize, bx: usize| {
         let mut blk = [0.0; B * B];
         for r in 0..B {
             for k in 0..B {
                 blk[r * B + k] = planes[c][(by * B + r) * pw + bx * B + k];
             }
         }
-        coefs[scan.block(c, by, bx)] = dct2(&d, &blk, false);
-    }
+        dct2(&d, &blk, false)
+    };
     // Centroid statistics: Σ(|index| - |c|/Δ) per class.
     let mut dev = [(0.0f64, 0u64); OFFSET_CLASSES];
     let mut gather = |c: usize, k: usize, index: i32, v: f64, unit: f64| {
@@ -311,20 +312,21 @@ pub fn encode_version(
         let mut s2 = Scan2::new(comps, w, h, true)?;
         for &(c, by, bx) in &blocks {
             let i = scan.block(c, by, bx);
-            let a = coefs[i].map(|v| v / half);
+            let coef = coefs(c, by, bx);
+            let a = coef.map(|v| v / half);
             let levels = s2.choose_levels(c, by, bx, &a, DQ_LAMBDA);
             s2.q[i * B * B..(i + 1) * B * B].copy_from_slice(&levels);
             s2.code_block(&mut enc, c, by, bx)?;
             let mut idx = levels;
             dq_block_indices(&mut idx);
             for k in 0..B * B {
-                gather(c, k, idx[k], coefs[i][k], half);
+                gather(c, k, idx[k], coef[k], half);
             }
         }
     } else {
         for &(c, by, bx) in &blocks {
             let i = scan.block(c, by, bx);
-            for (k, &v) in coefs[i].iter().enumerate() {
+            for (k, &v) in coefs(c, by, bx).iter().enumerate() {
                 let m = (v.abs() / step + ROUND).floor().min(f64::from(MAX_Q)) as i32;
                 let m = if v < 0.0 { -m } else { m };
                 gather(c, k, m, v, step);
