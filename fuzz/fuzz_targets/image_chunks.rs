@@ -1,13 +1,13 @@
 //! Fuzzes the image codec's chunk decoders on damaged payloads: the latent stream (with
 //! small random-weight checkerboard and channel-group checkerboard models, so each input
-//! runs in microseconds), the residual layer and the alpha plane. Byte 0 picks the
+//! runs in microseconds), the residual layer, the restoration filter and the alpha plane. Byte 0 picks the
 //! decoder, bytes 1-2 the image size (1..=64 each), the rest is the payload. Must return
 //! errors, never panic or over-allocate.
 #![no_main]
 
 use std::sync::OnceLock;
 
-use lcodec_image::{alpha, residual, ImageModel};
+use lcodec_image::{alpha, filter, residual, ImageModel};
 use lcodec_models::hyperprior::{random_weights, Arch, HyperpriorConfig};
 use libfuzzer_sys::fuzz_target;
 use ndarray::Array3;
@@ -25,13 +25,18 @@ fn model(channel_groups: bool) -> &'static ImageModel {
 fuzz_target!(|data: &[u8]| {
     let [which, w, h, payload @ ..] = data else { return };
     let (w, h) = (usize::from(w % 64) + 1, usize::from(h % 64) + 1);
-    match which % 5 {
+    match which % 7 {
+        5 | 6 => {
+            let comps = if which % 7 == 5 { 3 } else { 1 };
+            let mut planes: Vec<u8> = (0..comps * w * h).map(|i| (i * 37 % 256) as u8).collect();
+            let _ = filter::apply(payload, &mut planes, comps, w, h);
+        }
         0 | 4 => {
-            let _ = model(which % 5 == 4).decode_latents(payload, w as u32, h as u32);
+            let _ = model(which % 7 == 4).decode_latents(payload, w as u32, h as u32);
         }
         1 | 2 => {
             let mut recon = Array3::<f32>::from_elem((3, h, w), 0.5);
-            let _ = residual::decode_into(payload, &mut recon, w, h, which % 5 == 2);
+            let _ = residual::decode_into(payload, &mut recon, w, h, which % 7 == 2);
         }
         _ => {
             let _ = alpha::decode_plane(payload, w, h);

@@ -6,7 +6,7 @@
 //!
 //! * header params: `[version=1, quality_index, n_levels, flags, arch]` (`flags` bit 0: an
 //!   alpha chunk follows; bit 1: an ICC profile chunk follows; bit 2: a residual chunk
-//!   follows; `arch`: [`Arch::code`]) + model id and weights hash in the
+//!   follows; bit 3: a restoration-filter chunk follows; `arch`: [`Arch::code`]) + model id and weights hash in the
 //!   container's `ModelRef`; metadata width / height, channels (1 grey, 2 grey + alpha,
 //!   3 RGB, 4 RGBA) and the original's bits per sample.
 //! * chunk 0: one range-coded stream: `ẑ` (channel-major, row-major) under the model's
@@ -25,6 +25,10 @@
 //! * next chunk (only with flag bit 2, added 2026-11-24; older builds refuse such files by
 //!   the unknown flag): the residual layer ([`residual`]), which codes `x - x̂` with a
 //!   classical transform coder and is added to the reconstruction before rounding.
+//! * next chunk (only with flag bit 3, added 2026-12-07; older builds refuse such files by
+//!   the unknown flag): the restoration filter ([`filter`]), per-image Wiener filters the
+//!   decoder applies, in integer arithmetic, to the decoded 8-bit image (the grey plane
+//!   for grey images). The encoder sends it when its gain is worth its bits.
 //! * next chunk (only with flag bit 0): the alpha plane, lossless ([`alpha`]). An alpha
 //!   channel that is 255 everywhere is not stored (the flag is clear, channels say 2 / 4).
 //! * next chunk (only with flag bit 1, added 2026-11-23; older builds refuse such files by
@@ -47,6 +51,7 @@
 #![deny(unsafe_code)]
 
 pub mod alpha;
+pub mod filter;
 pub mod residual;
 mod residual_v2;
 
@@ -83,6 +88,12 @@ const FLAG_RESIDUAL: u8 = 4;
 /// Encode parameter: the residual layer's quantiser step (8-bit sample units; 0 turns the
 /// layer off), overriding the ladder's.
 pub const RESIDUAL_PARAM: &str = "residual";
+/// Codec parameter flag: a restoration-filter chunk ([`filter`]) follows the image and
+/// residual chunks.
+const FLAG_FILTER: u8 = 8;
+/// Encode parameter: `filter=0` leaves the restoration filter out (default: the encoder
+/// sends it when it pays for its bits).
+pub const FILTER_PARAM: &str = "filter";
 /// Largest image side accepted (pixels).
 pub const MAX_SIDE: u32 = 1 << 15;
 /// Largest image accepted (pixels): the CPU transforms hold whole feature maps in memory
@@ -300,8 +311,60 @@ impl ImageModel {
     }
 }
 
+/// Checks that `bytes` hash (FNV-1a, 64 bits) to `golden`; with `LCODEC_BLESS` set,
+/// prints the hash instead, to freeze a new stream.
+#[cfg(test)]
+pub(crate) fn assert_frozen(bytes: &[u8], golden: u64, what: &str) {
+    let h = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    if std::env::var_os("LCODEC_BLESS").is_some() {
+        println!("LCODEC_BLESS: {what}: {h:#018x}");
+    } else {
+        assert_eq!(h, golden, "{what}: bytes changed");
+    }
+}
+
 fn to_u8(v: f32) -> u8 {
     (v * 255.0).round().clamp(0.0, 255.0) as u8
+}
+
+/// The decoded image as 8-bit planes, before the restoration filter: from the
+/// reconstruction `x` (`[3, h, w]` in `[0, 1]`), the three components, or for a grey
+/// image one plane of their mean.
+fn output_planes(x: &Array3<f32>, grey: bool) -> Vec<u8> {
+    if grey {
+        let (_, h, w) = x.dim();
+        let mut v = Vec::with_capacity(w * h);
+        for yy in 0..h {
+            for xx in 0..w {
+                v.push(to_u8(
+                    (x[[0, yy, xx]] + x[[1, yy, xx]] + x[[2, yy, xx]]) / 3.0,
+                ));
+            }
+        }
+        v
+    } else {
+        x.iter().map(|&v| to_u8(v)).collect()
+    }
+}
+
+/// The input (interleaved RGB8) as the planes [`output_planes`] makes of a decoded image.
+fn input_planes(rgb: &[u8], w: usize, h: usize, grey: bool) -> Vec<u8> {
+    let n = w * h;
+    if grey {
+        (0..n)
+            .map(|i| {
+                ((u32::from(rgb[3 * i])
+                    + u32::from(rgb[3 * i + 1])
+                    + u32::from(rgb[3 * i + 2])
+                    + 1)
+                    / 3) as u8
+            })
+            .collect()
+    } else {
+        (0..3 * n).map(|j| rgb[3 * (j % n) + j / n]).collect()
+    }
 }
 
 /// A model the codec may use: loaded now, or a file loaded on first use.
@@ -1051,23 +1114,55 @@ impl Codec for ImageCodec {
             );
         }
         let (slot, qi, step) = self.pick_for_encode(opts)?;
+        let use_filter = match opts.params.get(FILTER_PARAM).map(String::as_str) {
+            None | Some("1") => true,
+            Some("0") => false,
+            Some(v) => {
+                return Err(Error::InvalidArgument(format!(
+                    "image: -p {FILTER_PARAM}={v} (expected 0 or 1)"
+                )));
+            }
+        };
         let model = slot.get()?;
         let levels = model.levels();
         let (w, h) = (img.width, img.height);
-        let (payload, residual_chunk) = with_threads(opts.threads, || {
-            let Some(step) = step else {
-                return Ok((model.encode_rgb(&img.rgb, w, h, qi)?, None));
+        let (wu, hu) = (w as usize, h as usize);
+        let (payload, residual_chunk, filter_chunk) = with_threads(opts.threads, || {
+            if step.is_none() && !use_filter {
+                return Ok((model.encode_rgb(&img.rgb, w, h, qi)?, None, None));
+            }
+            let (payload, mut recon) = model.encode_rgb_recon(&img.rgb, w, h, qi)?;
+            let residual_chunk = match step {
+                Some(step) => {
+                    let r = residual::encode(&img.rgb, recon.view(), wu, hu, img.grey, step)?;
+                    if use_filter {
+                        residual::decode_into(&r, &mut recon, wu, hu, img.grey)?;
+                    }
+                    Some(r)
+                }
+                None => None,
             };
-            let (payload, recon) = model.encode_rgb_recon(&img.rgb, w, h, qi)?;
-            let r = residual::encode(
-                &img.rgb,
-                recon.view(),
-                w as usize,
-                h as usize,
-                img.grey,
-                step,
-            )?;
-            Ok((payload, Some(r)))
+            if !use_filter {
+                return Ok((payload, residual_chunk, None));
+            }
+            // Bits worth one unit of squared error in RGB: the trade-off the rest was
+            // coded at (the residual's search weight, or the learned level's λ in
+            // bits per pixel per unit of mean squared error over 3 samples).
+            let mut mu = match step {
+                Some(step) => 1.0 / (residual::DQ_LAMBDA * f64::from(step / 2.0).powi(2)),
+                None => f64::from(model.model().config().lambdas[qi]) / 3.0,
+            };
+            let comps = if img.grey {
+                // One grey sample stands for three equal RGB samples.
+                mu *= 3.0;
+                1
+            } else {
+                3
+            };
+            let decoded = output_planes(&recon, img.grey);
+            let orig = input_planes(&img.rgb, wu, hu, img.grey);
+            let f = filter::encode(&orig, &decoded, comps, wu, hu, mu)?;
+            Ok((payload, residual_chunk, f.map(|(chunk, _)| chunk)))
         })?;
         let alpha_chunk = match &img.alpha {
             Some(a) if a.iter().any(|&v| v != 255) => {
@@ -1092,6 +1187,9 @@ impl Codec for ImageCodec {
         if residual_chunk.is_some() {
             flags |= FLAG_RESIDUAL;
         }
+        if filter_chunk.is_some() {
+            flags |= FLAG_FILTER;
+        }
         let model_ref = ModelRef {
             id: slot.id.clone(),
             weights_hash: model.model.weights_hash().to_vec(),
@@ -1112,6 +1210,9 @@ impl Codec for ImageCodec {
         if let Some(r) = residual_chunk {
             sink.push(&r, u32::try_from(3 * px).unwrap_or(u32::MAX))?;
         }
+        if let Some(f) = filter_chunk {
+            sink.push(&f, u32::try_from(3 * px).unwrap_or(u32::MAX))?;
+        }
         if let Some(a) = alpha_chunk {
             sink.push(&a, u32::try_from(px).unwrap_or(u32::MAX))?;
         }
@@ -1131,7 +1232,7 @@ impl Codec for ImageCodec {
         let p = &header.params;
         if p.len() != 5
             || p[0] != PARAMS_VERSION
-            || p[3] & !(FLAG_ALPHA | FLAG_ICC | FLAG_RESIDUAL) != 0
+            || p[3] & !(FLAG_ALPHA | FLAG_ICC | FLAG_RESIDUAL | FLAG_FILTER) != 0
         {
             return Err(Error::malformed(
                 header.len,
@@ -1173,14 +1274,16 @@ impl Codec for ImageCodec {
         let chunk = src
             .next_chunk()?
             .ok_or_else(|| Error::truncated(header.len, "image: the image chunk"))?;
-        let residual_chunk = if p[3] & FLAG_RESIDUAL != 0 {
-            Some(
-                src.next_chunk()?
-                    .ok_or_else(|| Error::truncated(header.len, "image: the residual chunk"))?,
-            )
-        } else {
-            None
+        let mut flagged = |flag: u8, what: &str| -> Result<Option<_>> {
+            if p[3] & flag == 0 {
+                return Ok(None);
+            }
+            let c = src.next_chunk()?;
+            c.map(Some)
+                .ok_or_else(|| Error::truncated(header.len, format!("image: the {what} chunk")))
         };
+        let residual_chunk = flagged(FLAG_RESIDUAL, "residual")?;
+        let filter_chunk = flagged(FLAG_FILTER, "filter")?;
         let alpha = if alpha_chunk {
             let c = src
                 .next_chunk()?
@@ -1211,7 +1314,7 @@ impl Codec for ImageCodec {
         }
         let (wu, hu) = (w as usize, h as usize);
         let grey = md.channels <= 2;
-        let x = with_threads(opts.threads, || {
+        let planes = with_threads(opts.threads, || {
             let mut x = model
                 .decode_float(&chunk.payload, w, h, qi)
                 .map_err(|e| chunk.malformed(e))?;
@@ -1219,18 +1322,21 @@ impl Codec for ImageCodec {
                 residual::decode_into(&c.payload, &mut x, wu, hu, grey)
                     .map_err(|e| c.malformed(e))?;
             }
-            Ok(x)
+            let mut planes = output_planes(&x, grey);
+            if let Some(c) = &filter_chunk {
+                filter::apply(&c.payload, &mut planes, if grey { 1 } else { 3 }, wu, hu)
+                    .map_err(|e| c.malformed(e))?;
+            }
+            Ok(planes)
         })?;
         let alpha_at = |i: usize| alpha.as_ref().map_or(255, |a| a[i]);
+        let n = wu * hu;
         let img = if grey {
-            let mut v = Vec::with_capacity(wu * hu * 2);
-            for yy in 0..hu {
-                for xx in 0..wu {
-                    let m = (x[[0, yy, xx]] + x[[1, yy, xx]] + x[[2, yy, xx]]) / 3.0;
-                    v.push(to_u8(m));
-                    if has_alpha {
-                        v.push(alpha_at(yy * wu + xx));
-                    }
+            let mut v = Vec::with_capacity(n * 2);
+            for (i, &g) in planes.iter().enumerate() {
+                v.push(g);
+                if has_alpha {
+                    v.push(alpha_at(i));
                 }
             }
             if has_alpha {
@@ -1240,14 +1346,16 @@ impl Codec for ImageCodec {
             }
         } else {
             let ch = if has_alpha { 4 } else { 3 };
-            let mut v = vec![0u8; wu * hu * ch];
-            for ((c, yy, xx), &val) in x.indexed_iter() {
-                v[(yy * wu + xx) * ch + c] = to_u8(val);
-            }
-            if has_alpha {
-                for i in 0..wu * hu {
+            let mut v = vec![0u8; n * ch];
+            for i in 0..n {
+                for c in 0..3 {
+                    v[i * ch + c] = planes[c * n + i];
+                }
+                if has_alpha {
                     v[i * 4 + 3] = alpha_at(i);
                 }
+            }
+            if has_alpha {
                 image::RgbaImage::from_raw(w, h, v).map(image::DynamicImage::ImageRgba8)
             } else {
                 image::RgbImage::from_raw(w, h, v).map(image::DynamicImage::ImageRgb8)
@@ -1276,6 +1384,7 @@ impl Codec for ImageCodec {
         ];
         for (bit, what) in [
             (FLAG_RESIDUAL, "residual layer"),
+            (FLAG_FILTER, "restoration filter"),
             (FLAG_ALPHA, "alpha plane"),
             (FLAG_ICC, "ICC profile"),
         ] {
