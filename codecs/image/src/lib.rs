@@ -1162,7 +1162,7 @@ impl Codec for ImageCodec {
             let decoded = output_planes(&recon, img.grey);
             let orig = input_planes(&img.rgb, wu, hu, img.grey);
             let f = filter::encode(&orig, &decoded, comps, wu, hu, mu)?;
-            Ok((payload, residual_chunk, f.map(|(chunk, _)| chunk)))
+            Ok((payload, residual_chunk, f))
         })?;
         let alpha_chunk = match &img.alpha {
             Some(a) if a.iter().any(|&v| v != 255) => {
