@@ -174,16 +174,43 @@ fn checkerboard_torch_encode_cpu_decode_is_bit_exact() {
         .nonanchor_params(hyper_c.view(), y_hat_dec.view())
         .unwrap();
     let (mc, sc) = (&ma + &mn, &sa + &sn);
+    // Torch's float parameters are not the deterministic path (the codec never uses
+    // them for coding): libtorch's kernels differ by machine (AVX2, AVX-512), so a value
+    // that lies within rounding of a scale-table bound or of a half-integer may land on
+    // either side. Everything else must agree exactly, and such ties must be rare.
     let idx = |s: f32| lcodec_entropy::scale_index(f64::from(s.abs().max(0.11)));
     let (mt, st) = (arr(&mt), arr(&st));
-    let same_idx = sc.iter().zip(st.iter()).all(|(a, b)| idx(*a) == idx(*b));
-    let q_same = (&arr(&y) - &mc)
-        .mapv(f32::round)
-        .iter()
-        .zip((&arr(&y) - &mt).mapv(f32::round).iter())
-        .all(|(a, b)| a == b);
-    assert!(same_idx, "scale indices differ between backends");
-    assert!(q_same, "quantized latents differ between backends");
+    let n = sc.len();
+    let mut idx_ties = 0;
+    for (a, b) in sc.iter().zip(st.iter()) {
+        let (ia, ib) = (idx(*a), idx(*b));
+        if ia != ib {
+            let rel = ((a.abs().max(0.11) / b.abs().max(0.11)).ln()).abs();
+            assert!(
+                ia.abs_diff(ib) == 1 && rel < 1e-4,
+                "scale indices differ between backends beyond rounding: cpu {a} ({ia}), torch {b} ({ib})"
+            );
+            idx_ties += 1;
+        }
+    }
+    let y_arr = arr(&y);
+    let mut q_ties = 0;
+    for ((yv, a), b) in y_arr.iter().zip(mc.iter()).zip(mt.iter()) {
+        let (ra, rb) = ((yv - a).round(), (yv - b).round());
+        if ra != rb {
+            let tie = ((yv - a).abs().fract() - 0.5).abs();
+            assert!(
+                (ra - rb).abs() == 1.0 && tie < 1e-3,
+                "quantized latents differ between backends beyond rounding: y {yv}, cpu mean {a}, torch mean {b}"
+            );
+            q_ties += 1;
+        }
+    }
+    println!("ckbd: {idx_ties} scale-index and {q_ties} rounding ties of {n}");
+    assert!(
+        idx_ties * 100 <= n && q_ties * 100 <= n,
+        "too many ties: {idx_ties} scale indices, {q_ties} latents of {n}"
+    );
     let md = mc
         .iter()
         .zip(mt.iter())
