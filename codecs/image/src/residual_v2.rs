@@ -1,8 +1,12 @@
-//! Versions 2 and 3 of the residual layer's entropy coding (see [`crate::residual`]), and
+//! Versions 2 to 4 of the residual layer's entropy coding (see [`crate::residual`]),
 //! version 3's dependent quantisation: the state machine ([`NEXT`], [`dq_index`]) and the
-//! encoder's search over it ([`Scan2::choose_levels`]).
+//! encoder's search over it ([`Scan2::choose_levels`]), and version 4's transform-size
+//! flags ([`Scan2::code_split`]).
 //!
-//! Per block and component, in the same block order as version 1:
+//! Per block and component, in the same block order as version 1 (version 4: at the
+//! top-left block of each full 16×16 macroblock, first the component's transform-size
+//! flag, an adaptive bit in a context of how many of the left and upper macroblocks use
+//! the 16×16 transform and, for chroma, whether luma does):
 //!
 //! * the number of non-zero coefficients (`0..=64`, an adaptive 65-symbol model) in a
 //!   context of the component, the rounded mean count of the left and upper blocks, and
@@ -157,6 +161,28 @@ const LUM_BOUNDS: [usize; LUMB - 1] = [1, 3, 7, 16];
 const ZZ_BOUNDS: [usize; ZB - 1] = [1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 27, 36];
 /// Lower bounds of the buckets of the non-zeros still to come ([`RB`]; 1 is the first).
 const REM_BOUNDS: [usize; RB - 1] = [2, 3, 4, 5, 7, 10, 15, 23];
+/// [`bucket`] as a table for `0..N`.
+const fn bucket_table<const N: usize>(bounds: &[usize]) -> [usize; N] {
+    let mut t = [0usize; N];
+    let mut v = 0;
+    while v < N {
+        let mut k = 0;
+        while k < bounds.len() && v >= bounds[k] {
+            k += 1;
+        }
+        t[v] = k;
+        v += 1;
+    }
+    t
+}
+
+/// [`bucket`] of `0..=64` in [`REM_BOUNDS`].
+const REM_BUCKET: [usize; B * B + 1] = bucket_table(&REM_BOUNDS);
+/// [`bucket`] of the zigzag positions in [`ZZ_BOUNDS`].
+const ZZ_BUCKET: [usize; B * B] = bucket_table(&ZZ_BOUNDS);
+/// [`bucket`] of `0..=32` (two magnitudes capped at 16) in [`NB_BOUNDS`].
+const NB_BUCKET: [usize; 33] = bucket_table(&NB_BOUNDS);
+
 /// Lower bounds of the buckets of the neighbours' magnitudes ([`NBB`]).
 const NB_BOUNDS: [usize; NBB - 1] = [1, 2, 3, 5, 9];
 
@@ -189,6 +215,9 @@ pub(crate) struct Scan2 {
     /// Dependent quantisation (version 3): the "non-zero" contexts also see the
     /// quantiser state.
     dq: bool,
+    /// Version 4: per 16×16 macroblock, whether it uses the 16×16 transform.
+    pub(crate) whole: Vec<bool>,
+    split: [Ctx; 9],
 }
 
 /// Dependent quantisation's state machine: the next state after a level of parity `p`.
@@ -234,11 +263,71 @@ impl Scan2 {
             gt2: vec![Ctx::NEW; CLASSES * ZB * NBB],
             eg: vec![Ctx::NEW; CLASSES * EGB],
             dq,
+            whole: vec![false; comps * (bw / 2) * (bh / 2)],
+            split: [Ctx::NEW; 9],
         })
     }
 
     fn block(&self, c: usize, by: usize, bx: usize) -> usize {
         (c * self.bh + by) * self.bw + bx
+    }
+
+    /// Sets the levels of block `(c, by, bx)` as if it had been coded (the encoder's
+    /// look-ahead; the contexts do not adapt). `None` clears them again.
+    pub(crate) fn set_levels(
+        &mut self,
+        c: usize,
+        by: usize,
+        bx: usize,
+        levels: Option<&[i32; B * B]>,
+    ) {
+        let i = self.block(c, by, bx);
+        let dst = &mut self.q[i * B * B..(i + 1) * B * B];
+        match levels {
+            Some(l) => dst.copy_from_slice(l),
+            None => dst.fill(0),
+        }
+        self.nnz[i] = dst.iter().filter(|&&v| v != 0).count() as u8;
+    }
+
+    /// The context of the transform-size flag of macroblock `(my, mx)`: how many of its
+    /// left and upper macroblocks use the 16×16 transform.
+    fn split_ctx(&self, c: usize, my: usize, mx: usize) -> usize {
+        let (mbw, mbh) = (self.bw / 2, self.bh / 2);
+        let at = |c: usize, y: usize, x: usize| self.whole[(c * mbh + y) * mbw + x];
+        let nb =
+            usize::from(mx > 0 && at(c, my, mx - 1)) + usize::from(my > 0 && at(c, my - 1, mx));
+        if c == 0 {
+            nb
+        } else {
+            3 + 3 * usize::from(at(0, my, mx)) + nb
+        }
+    }
+
+    /// Marks macroblock `(my, mx)` of component `c` (the encoder's look-ahead).
+    pub(crate) fn set_whole(&mut self, c: usize, my: usize, mx: usize, whole: bool) {
+        let (mbw, mbh) = (self.bw / 2, self.bh / 2);
+        self.whole[(c * mbh + my) * mbw + mx] = whole;
+    }
+
+    /// Estimated bits of macroblock `(my, mx)`'s transform-size flag.
+    pub(crate) fn split_bits(&self, c: usize, my: usize, mx: usize, whole: bool) -> f64 {
+        bit_cost(self.split[self.split_ctx(c, my, mx)], whole)
+    }
+
+    /// Codes (encoder) or decodes (decoder) macroblock `(my, mx)`'s transform-size flag.
+    pub(crate) fn code_split<I: Io>(
+        &mut self,
+        io: &mut I,
+        c: usize,
+        my: usize,
+        mx: usize,
+        whole: &mut bool,
+    ) -> Result<()> {
+        let ctx = self.split_ctx(c, my, mx);
+        io.bit(whole, &mut self.split[ctx])?;
+        self.set_whole(c, my, mx, *whole);
+        Ok(())
     }
 
     /// The neighbourhood of block `(c, by, bx)` as the contexts see it.
@@ -267,12 +356,9 @@ impl Scan2 {
     fn parts(&self, n: &Around, z: usize) -> (usize, usize, usize) {
         let k = ZIGZAG[z];
         let mag = |b: Option<usize>| b.map_or(0, |b| self.q[b * B * B + k].unsigned_abs());
-        let nb = bucket(
-            (mag(n.left).min(16) + mag(n.up).min(16)) as usize,
-            &NB_BOUNDS,
-        );
+        let nb = NB_BUCKET[(mag(n.left).min(16) + mag(n.up).min(16)) as usize];
         let lk = n.luma.map_or(0, |_| (mag(n.luma) as usize).min(LKB - 1));
-        (bucket(z, &ZZ_BOUNDS), nb, lk)
+        (ZZ_BUCKET[z], nb, lk)
     }
 
     /// Codes (encoder) or decodes (decoder) block `(c, by, bx)`; the decoder's `q` of the
@@ -388,45 +474,55 @@ fn bit_cost(ctx: Ctx, bit: bool) -> f64 {
 }
 
 impl Scan2 {
-    /// Estimated bits of level magnitude `m` at a position whose context parts are
-    /// `(zb, nb, lk)`, with `rem` non-zeros still to come (this one included) and quantiser
-    /// state `s`.
+    /// Estimated bits of each level magnitude in `ms` at a position whose context parts
+    /// are `(zb, nb, lk)`, with `rem` non-zeros still to come (this one included) and
+    /// quantiser state `s`; `t` is [`cost_table`].
     #[allow(clippy::too_many_arguments)]
     fn level_bits(
         &self,
+        t: &[f64; 4096],
         c: usize,
-        zb: usize,
-        nb: usize,
-        lk: usize,
+        (zb, nb, lk): (usize, usize, usize),
         rem: usize,
         s: u8,
-        m: u32,
-    ) -> f64 {
-        let ctx = ((((c * ZB + zb) * RB + bucket(rem, &REM_BOUNDS)) * NBB + nb) * LKB + lk) * 3
-            + state_class(s);
-        let sig = bit_cost(self.zero[ctx], m != 0);
-        if m == 0 {
-            return sig;
-        }
+        ms: [u32; 3],
+    ) -> [f64; 3] {
+        let cost = |ctx: Ctx, bit: bool| {
+            let p1 = usize::from(ctx.p1());
+            t[((if bit { p1 } else { 65536 - p1 }) >> 4).min(4095)]
+        };
+        let zctx =
+            self.zero[((((c * ZB + zb) * RB + REM_BUCKET[rem.min(B * B)]) * NBB + nb) * LKB + lk)
+                * 3
+                + state_class(s)];
         let r3 = match rem - 1 {
             0 => 0,
             1..=3 => 1,
             _ => 2,
         };
         let g1 = self.gt1[(((c * ZB + zb) * NBB + nb) * LKB + lk) * 3 + r3];
-        let mut bits = sig + 1.0 + bit_cost(g1, m > 1);
-        if m > 1 {
-            bits += bit_cost(self.gt2[(c * ZB + zb) * NBB + nb], m > 2);
-        }
-        if m > 2 {
-            let w = m - 2;
-            let len = 31 - w.leading_zeros() as usize;
-            for l in 0..=len {
-                bits += bit_cost(self.eg[c * EGB + l.min(EGB - 1)], l < len);
+        let g2 = self.gt2[(c * ZB + zb) * NBB + nb];
+        let mut out = [0.0; 3];
+        for (o, &m) in out.iter_mut().zip(&ms) {
+            if m == 0 {
+                *o = cost(zctx, false);
+                continue;
             }
-            bits += len as f64;
+            let mut bits = cost(zctx, true) + 1.0 + cost(g1, m > 1);
+            if m > 1 {
+                bits += cost(g2, m > 2);
+            }
+            if m > 2 {
+                let w = m - 2;
+                let len = 31 - w.leading_zeros() as usize;
+                for l in 0..=len {
+                    bits += cost(self.eg[c * EGB + l.min(EGB - 1)], l < len);
+                }
+                bits += len as f64;
+            }
+            *o = bits;
         }
-        bits
+        out
     }
 
     /// Dependent-quantisation levels of block `(c, by, bx)` (version 3): `a` holds its DCT
@@ -441,25 +537,27 @@ impl Scan2 {
         bx: usize,
         a: &[f64; B * B],
         lambda: f64,
-    ) -> [i32; B * B] {
+    ) -> ([i32; B * B], f64) {
         let n = self.around(c, by, bx);
         let counts = self.counts[n.count_model].counts();
         let total: f64 = counts.iter().map(|&v| f64::from(v)).sum();
-        let count_bits = |n: usize| -(f64::from(counts[n]) / total).log2();
+        let count_bits: [f64; B * B + 1] =
+            std::array::from_fn(|n| -(f64::from(counts[n]) / total).log2());
+        let count_bits = |n: usize| count_bits[n];
+        let table = cost_table();
         let mut parts = [(0usize, 0usize, 0usize); B * B];
         let mut suffix = [0.0f64; B * B + 1];
         for z in (0..B * B).rev() {
             parts[z] = self.parts(&n, z);
             suffix[z] = suffix[z + 1] + a[ZIGZAG[z]] * a[ZIGZAG[z]];
         }
-        let run = |est: usize| -> [i32; B * B] {
+        let run = |est: usize| -> ([i32; B * B], f64) {
             const INF: f64 = f64::INFINITY;
             let mut cost = [0.0, INF, INF, INF];
             let mut nnz = [0usize; 4];
             let mut back = [[(0u8, 0u32); 4]; B * B];
             let (mut best, mut end_z, mut end_s) = (suffix[0] + lambda * count_bits(0), 0, 0u8);
             for z in 0..B * B {
-                let (zb, nb, lk) = parts[z];
                 let av = a[ZIGZAG[z]].abs();
                 let mut next = [INF; 4];
                 let mut next_nnz = [0usize; 4];
@@ -475,10 +573,12 @@ impl Scan2 {
                         ((av + 1.0) / 2.0).floor()
                     };
                     let lo = lo.min(f64::from(MAX_Q - 1)) as u32;
-                    for m in [0, lo, lo + 1] {
+                    let ms = [0, lo, lo + 1];
+                    let bits = self.level_bits(table, c, parts[z], rem, s, ms);
+                    for (m, bits) in ms.into_iter().zip(bits) {
                         let r = f64::from(dq_index(s, m as i32));
                         let d = (av - r) * (av - r);
-                        let t = base + d + lambda * self.level_bits(c, zb, nb, lk, rem, s, m);
+                        let t = base + d + lambda * bits;
                         let ns = usize::from(NEXT[usize::from(s)][(m & 1) as usize]);
                         if t < next[ns] {
                             next[ns] = t;
@@ -506,11 +606,11 @@ impl Scan2 {
                 out[k] = if a[k] < 0.0 { -(m as i32) } else { m as i32 };
                 s = ps;
             }
-            out
+            (out, best)
         };
         let est = a.iter().filter(|v| v.abs() >= 1.5).count();
         let first = run(est);
-        let n = first.iter().filter(|&&v| v != 0).count();
+        let n = first.0.iter().filter(|&&v| v != 0).count();
         if n == est { first } else { run(n) }
     }
 }
@@ -558,7 +658,7 @@ mod tests {
             for (z, &v) in lead.iter().enumerate() {
                 a[ZIGZAG[z]] = v;
             }
-            let got = scan.choose_levels(0, 0, 0, &a, 0.0);
+            let (got, _) = scan.choose_levels(0, 0, 0, &a, 0.0);
             let got_z: Vec<i32> = ZIGZAG.iter().map(|&k| got[k]).collect();
             assert!(got_z[5..].iter().all(|&v| v == 0));
             let mut best = f64::INFINITY;
