@@ -215,7 +215,8 @@ pub(crate) struct Scan2 {
     /// Dependent quantisation (version 3): the "non-zero" contexts also see the
     /// quantiser state.
     dq: bool,
-    /// Version 4: per 16×16 macroblock, whether it uses the 16×16 transform.
+    /// Version 4: per component and full 16×16 macroblock, whether it uses the 16×16
+    /// transform.
     pub(crate) whole: Vec<bool>,
     split: [Ctx; 9],
 }
