@@ -769,7 +769,7 @@ mod tests {
             let (fx, fy) = (x as f64 / 23.0, y as f64 / 29.0);
             30.0 * (fx + 0.3 * c as f64).sin() * (fy * 1.3).cos() + 8.0 * (fx * 2.1 + fy).sin()
         };
-        let recon = Array3::from_shape_fn((3, h, w), |(c, y, x)| (100.0 + 20.0 * c as f32) / 255.0);
+        let recon = Array3::from_shape_fn((3, h, w), |(c, _, _)| (100.0 + 20.0 * c as f32) / 255.0);
         let rgb: Vec<u8> = (0..w * h * 3)
             .map(|i| {
                 let (c, x, y) = (i % 3, (i / 3) % w, i / (3 * w));

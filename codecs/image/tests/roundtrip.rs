@@ -731,9 +731,9 @@ fn psnr_rgb(original: &[u8], decoded_png: &[u8]) -> f64 {
     10.0 * (255.0f64 * 255.0 * a.as_raw().len() as f64 / se.max(1e-9)).log10()
 }
 
-const SHIPPED: &str = "image-ckbd-cc-v5";
+const SHIPPED: &str = "image-ckbd-cc-v6";
 
-/// The shipped image models (`models/weights/`, the set `image-ckbd-cc-v5`: the weights files
+/// The shipped image models (`models/weights/`, the set `image-ckbd-cc-v6`: the weights files
 /// and the quality ladder `image-ladder.txt`): their model card names every file's weights
 /// hash, every quality level is a real rate-distortion step (more bytes and a higher PSNR
 /// than the level below), and on kodim23 each level gives the size and PSNR that the

@@ -219,13 +219,13 @@ fn checkerboard_torch_encode_cpu_decode_is_bit_exact() {
     assert!(md < 1e-3);
 }
 
-/// The shipped model (`models/weights/image-ckbd-cc-v5.safetensors`) on a real photograph:
+/// The shipped model (`models/weights/image-ckbd-cc-v6.safetensors`) on a real photograph:
 /// files encoded on libtorch decode on the CPU kernels (the same on 1 and 3 threads) to
 /// the quality the CPU encoder reaches, at its lowest and highest level.
 #[test]
 fn shipped_model_torch_encode_cpu_decode() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let id = "image-ckbd-cc-v5";
+    let id = "image-ckbd-cc-v6";
     let weights = std::fs::read(root.join(format!("models/weights/{id}.safetensors")))
         .expect("the shipped image model is part of the checkout");
     torch_encode_cpu_decode(&root, &weights, id);
