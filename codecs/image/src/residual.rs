@@ -98,17 +98,19 @@ pub(crate) fn bad(what: impl std::fmt::Display) -> Error {
     Error::codec("image", format!("residual layer: {what}"))
 }
 
-/// The 8-point orthonormal DCT-II matrix.
-fn dct_matrix() -> [[f64; B]; B] {
-    let mut m = [[0.0; B]; B];
-    for (k, row) in m.iter_mut().enumerate() {
+/// The `n`-point orthonormal DCT-II matrix (row-major, `n × n`): `n` = [`B`] for the 8×8
+/// transform, `2B` for version 4's 16×16 one.
+fn dct_matrix(n: usize) -> Vec<f64> {
+    let mut m = vec![0.0; n * n];
+    for k in 0..n {
         let a = if k == 0 {
-            (1.0 / B as f64).sqrt()
+            (1.0 / n as f64).sqrt()
         } else {
-            (2.0 / B as f64).sqrt()
+            (2.0 / n as f64).sqrt()
         };
-        for (i, v) in row.iter_mut().enumerate() {
-            *v = a * (std::f64::consts::PI * (2 * i + 1) as f64 * k as f64 / (2 * B) as f64).cos();
+        for i in 0..n {
+            m[k * n + i] =
+                a * (std::f64::consts::PI * (2 * i + 1) as f64 * k as f64 / (2 * n) as f64).cos();
         }
     }
     m
@@ -120,56 +122,21 @@ const S2: f64 = std::f64::consts::FRAC_1_SQRT_2;
 const S6: f64 = 0.408_248_290_463_863; // 1/√6
 const COLOUR: [[f64; 3]; 3] = [[S3, S3, S3], [S2, 0.0, -S2], [S6, -2.0 * S6, S6]];
 
-/// `out = D · blk · Dᵀ` (forward) or `Dᵀ · blk · D` (inverse).
-fn dct2(d: &[[f64; B]; B], blk: &[f64; B * B], inverse: bool) -> [f64; B * B] {
-    let at = |r: usize, c: usize| if inverse { d[c][r] } else { d[r][c] };
-    let mut tmp = [0.0; B * B];
-    for r in 0..B {
-        for c in 0..B {
-            tmp[r * B + c] = (0..B).map(|k| at(r, k) * blk[k * B + c]).sum();
+/// `out = D · blk · Dᵀ` (forward) or `Dᵀ · blk · D` (inverse) for an `n × n` block
+/// (row-major), `d` from [`dct_matrix`]`(n)`.
+fn dct2(d: &[f64], blk: &[f64], inverse: bool) -> Vec<f64> {
+    let n = blk.len().isqrt();
+    let at = |r: usize, c: usize| if inverse { d[c * n + r] } else { d[r * n + c] };
+    let mut tmp = vec![0.0; n * n];
+    for r in 0..n {
+        for c in 0..n {
+            tmp[r * n + c] = (0..n).map(|k| at(r, k) * blk[k * n + c]).sum();
         }
     }
-    let mut out = [0.0; B * B];
-    for r in 0..B {
-        for c in 0..B {
-            out[r * B + c] = (0..B).map(|k| tmp[r * B + k] * at(c, k)).sum();
-        }
-    }
-    out
-}
-
-/// The 16-point orthonormal DCT-II matrix (row-major, `16 × 16`).
-fn dct16_matrix() -> Vec<f64> {
-    const N: usize = 2 * B;
-    let mut m = vec![0.0; N * N];
-    for k in 0..N {
-        let a = if k == 0 {
-            (1.0 / N as f64).sqrt()
-        } else {
-            (2.0 / N as f64).sqrt()
-        };
-        for i in 0..N {
-            m[k * N + i] =
-                a * (std::f64::consts::PI * (2 * i + 1) as f64 * k as f64 / (2 * N) as f64).cos();
-        }
-    }
-    m
-}
-
-/// [`dct2`] for a 16×16 block (`d` from [`dct16_matrix`]).
-fn dct2_16(d: &[f64], blk: &[f64], inverse: bool) -> Vec<f64> {
-    const N: usize = 2 * B;
-    let at = |r: usize, c: usize| if inverse { d[c * N + r] } else { d[r * N + c] };
-    let mut tmp = vec![0.0; N * N];
-    for r in 0..N {
-        for c in 0..N {
-            tmp[r * N + c] = (0..N).map(|k| at(r, k) * blk[k * N + c]).sum();
-        }
-    }
-    let mut out = vec![0.0; N * N];
-    for r in 0..N {
-        for c in 0..N {
-            out[r * N + c] = (0..N).map(|k| tmp[r * N + k] * at(c, k)).sum();
+    let mut out = vec![0.0; n * n];
+    for r in 0..n {
+        for c in 0..n {
+            out[r * n + c] = (0..n).map(|k| tmp[r * n + k] * at(c, k)).sum();
         }
     }
     out
@@ -336,7 +303,7 @@ pub fn encode_version(
             }
         }
     }
-    let d = dct_matrix();
+    let d = dct_matrix(B);
     let mut scan = Scan::new(comps, w, h)?;
     let blocks: Vec<_> = scan.order().collect();
     // DCT coefficients of one block, computed when it is quantised (not stored for the
@@ -348,7 +315,8 @@ pub fn encode_version(
                 blk[r * B + k] = planes[c][(by * B + r) * pw + bx * B + k];
             }
         }
-        dct2(&d, &blk, false)
+        let t = dct2(&d, &blk, false);
+        std::array::from_fn::<f64, { B * B }, _>(|k| t[k])
     };
     // Centroid statistics: Σ(|index| - |c|/Δ) per class.
     let mut dev = [(0.0f64, 0u64); OFFSET_CLASSES];
@@ -361,7 +329,7 @@ pub fn encode_version(
         }
     };
     let mut enc = RangeEncoder::new();
-    let d16 = dct16_matrix();
+    let d16 = dct_matrix(2 * B);
     // Version 4: the 16×16 DCT of macroblock `(my, mx)` of component `c`, as its four
     // 8×8 slots.
     let slots = |c: usize, my: usize, mx: usize| -> [[f64; B * B]; 4] {
@@ -370,7 +338,7 @@ pub fn encode_version(
             let row = (my * 2 * B + r) * pw + mx * 2 * B;
             blk[r * 2 * B..(r + 1) * 2 * B].copy_from_slice(&planes[c][row..row + 2 * B]);
         }
-        let t = dct2_16(&d16, &blk, false);
+        let t = dct2(&d16, &blk, false);
         std::array::from_fn(|s| std::array::from_fn(|k| t[slot_index(s / 2, s % 2, k)]))
     };
     let (mbw, mbh) = if version >= 4 {
@@ -598,8 +566,8 @@ pub fn decode_into(
     }
     dec.finish().map_err(ent)?;
     // Dequantise, inverse transforms, add.
-    let d = dct_matrix();
-    let d16 = dct16_matrix();
+    let d = dct_matrix(B);
+    let d16 = dct_matrix(2 * B);
     let pw = scan.bw * B;
     let mut planes = vec![vec![0.0f64; pw * scan.bh * B]; comps];
     let dequant = |c: usize, by: usize, bx: usize| {
@@ -628,7 +596,7 @@ pub fn decode_into(
                     t[slot_index(a, b, k)] = v;
                 }
             }
-            let blk = dct2_16(&d16, &t, true);
+            let blk = dct2(&d16, &t, true);
             for r in 0..2 * B {
                 for k in 0..2 * B {
                     planes[c][(by * B + r) * pw + bx * B + k] = blk[r * 2 * B + k];
@@ -668,7 +636,7 @@ mod tests {
 
     #[test]
     fn the_transforms_are_orthonormal() {
-        let d = dct_matrix();
+        let d = dct_matrix(B);
         let blk: [f64; 64] = std::array::from_fn(|i| ((i * 37) % 23) as f64 - 11.0);
         let back = dct2(&d, &dct2(&d, &blk, false), true);
         for (a, b) in blk.iter().zip(&back) {
@@ -683,10 +651,10 @@ mod tests {
                 assert!((dot - f64::from(u8::from(i == j))).abs() < 1e-12);
             }
         }
-        let d16 = dct16_matrix();
+        let d16 = dct_matrix(2 * B);
         let blk: Vec<f64> = (0..256).map(|i| ((i * 53) % 31) as f64 - 15.0).collect();
-        let fwd = dct2_16(&d16, &blk, false);
-        let back = dct2_16(&d16, &fwd, true);
+        let fwd = dct2(&d16, &blk, false);
+        let back = dct2(&d16, &fwd, true);
         for (a, b) in blk.iter().zip(&back) {
             assert!((a - b).abs() < 1e-9);
         }
