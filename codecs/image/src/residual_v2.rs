@@ -469,9 +469,14 @@ fn cost_table() -> &'static [f64; 4096] {
 
 /// Estimated bits of coding `bit` under `ctx`.
 fn bit_cost(ctx: Ctx, bit: bool) -> f64 {
+    bit_cost_in(cost_table(), ctx, bit)
+}
+
+/// [`bit_cost`] with the table at hand (the trellis search's inner loop).
+fn bit_cost_in(t: &[f64; 4096], ctx: Ctx, bit: bool) -> f64 {
     let p1 = usize::from(ctx.p1());
     let p = if bit { p1 } else { 65536 - p1 };
-    cost_table()[(p >> 4).min(4095)]
+    t[(p >> 4).min(4095)]
 }
 
 impl Scan2 {
@@ -488,10 +493,7 @@ impl Scan2 {
         s: u8,
         ms: [u32; 3],
     ) -> [f64; 3] {
-        let cost = |ctx: Ctx, bit: bool| {
-            let p1 = usize::from(ctx.p1());
-            t[((if bit { p1 } else { 65536 - p1 }) >> 4).min(4095)]
-        };
+        let cost = |ctx: Ctx, bit: bool| bit_cost_in(t, ctx, bit);
         let zctx =
             self.zero[((((c * ZB + zb) * RB + REM_BUCKET[rem.min(B * B)]) * NBB + nb) * LKB + lk)
                 * 3
