@@ -78,6 +78,30 @@ impl AdaptiveFrequency {
         })
     }
 
+    /// A model that starts from `counts` (a learned prior: each at least 1, their sum at
+    /// most `max(64 · counts.len(), 65536)`, the total at which counts are halved) instead
+    /// of all ones, with count increment `increment`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an out-of-range alphabet size or increment, a zero
+    /// count or too large a sum.
+    pub fn with_counts(counts: &[u32], increment: u32) -> Result<Self> {
+        let mut m = Self::with_increment(counts.len(), increment)?;
+        let total: u64 = counts.iter().map(|&c| u64::from(c)).sum();
+        if counts.contains(&0) || total > m.limit {
+            return Err(Error::InvalidArgument(format!(
+                "adaptive model prior: {} counts summing to {total} (expected each >= 1, \
+                 sum <= {})",
+                counts.len(),
+                m.limit
+            )));
+        }
+        m.counts = counts.to_vec();
+        m.total = total;
+        m.rebuild();
+        Ok(m)
+    }
+
     /// The current counts (not the coding table, which lags by up to one rebuild period).
     pub fn counts(&self) -> &[u32] {
         &self.counts

@@ -9,6 +9,12 @@
 //! the network. Prints per step: residual bytes, learned-payload bytes, total bpp and
 //! PSNR. `RESIDUAL_VERSION=1` or `2` writes an older bitstream version, for comparison
 //! (version 3 quantises differently: compare curves, not single steps).
+//!
+//! With `RESIDUAL_INIT_OUT=FILE` it learns version 5's starting context table instead:
+//! the images are coded in the order given, every step of each, from the flat start,
+//! each coding starting where the previous one left the contexts, and the final state
+//! is written to `FILE` (the built-in table is `src/residual_init.bin`, made this way;
+//! the command is in `models/TRAINING.md`).
 use lcodec_image::{ImageCodec, residual};
 use ndarray::Array3;
 use std::path::PathBuf;
@@ -40,6 +46,8 @@ fn main() {
     let cache = std::env::temp_dir().join("lcodec-residual-cache");
     std::fs::create_dir_all(&cache).expect("cache dir");
     let mut tot = vec![(0usize, 0usize, 0.0f64, 0usize); steps.len()];
+    let init_out = std::env::var_os("RESIDUAL_INIT_OUT").map(PathBuf::from);
+    let mut carry = Vec::new();
     for path in &args[3..] {
         let img = image::open(path).expect("read image").to_rgb8();
         let (w, h) = (img.width(), img.height());
@@ -65,6 +73,21 @@ fn main() {
         });
         for (si, &step) in steps.iter().enumerate() {
             let grey = false;
+            if init_out.is_some() {
+                let (w, h) = (w as usize, h as usize);
+                residual::encode_version(
+                    &rgb,
+                    recon.view(),
+                    w,
+                    h,
+                    grey,
+                    step,
+                    residual::VERSION,
+                    Some(&mut carry),
+                )
+                .expect("residual encode");
+                continue;
+            }
             let chunk = residual::encode_version(
                 &rgb,
                 recon.view(),
@@ -73,6 +96,7 @@ fn main() {
                 grey,
                 step,
                 version,
+                None,
             )
             .expect("residual encode");
             let mut x = recon.clone();
@@ -99,6 +123,11 @@ fn main() {
             t.2 += psnr;
             t.3 += 1;
         }
+    }
+    if let Some(out) = init_out {
+        std::fs::write(&out, &carry).expect("write context table");
+        println!("context table: {} bytes -> {}", carry.len(), out.display());
+        return;
     }
     for (si, (r, b, p, n)) in tot.iter().enumerate() {
         println!(

@@ -1,7 +1,8 @@
-//! Versions 2 to 4 of the residual layer's entropy coding (see [`crate::residual`]),
+//! Versions 2 to 5 of the residual layer's entropy coding (see [`crate::residual`]),
 //! version 3's dependent quantisation: the state machine ([`NEXT`], [`dq_index`]) and the
-//! encoder's search over it ([`Scan2::choose_levels`]), and version 4's transform-size
-//! flags ([`Scan2::code_split`]).
+//! encoder's search over it ([`Scan2::choose_levels`]), version 4's transform-size
+//! flags ([`Scan2::code_split`]) and version 5's learned starting state of the contexts
+//! ([`Scan2::start_learned`]).
 //!
 //! Per block and component, in the same block order as version 1 (version 4: at the
 //! top-left block of each full 16×16 macroblock, first the component's transform-size
@@ -246,7 +247,98 @@ fn state_class(s: u8) -> usize {
     usize::from(s.max(1) - 1)
 }
 
+/// Version 5's learned starting state of the contexts (made by the `residual-rd`
+/// example, see [`Scan2::start_from`] for the layout).
+const INIT_TABLE: &[u8] = include_bytes!("residual_init.bin");
+/// The update count a binary context starts with from the table, at most: its first
+/// updates then move it at rate `1/(INIT_N + 1.5)` instead of `1/1.5`.
+const INIT_N: u16 = 20;
+/// Magic of the context table.
+const INIT_MAGIC: &[u8; 4] = b"LRI1";
+
 impl Scan2 {
+    /// Starts version 5's contexts from the built-in learned table.
+    pub(crate) fn start_learned(&mut self) -> Result<()> {
+        self.start_from(INIT_TABLE, INIT_N)
+    }
+
+    /// The binary contexts in table order.
+    fn binary_contexts(&mut self) -> impl Iterator<Item = &mut Ctx> {
+        self.zero
+            .iter_mut()
+            .chain(self.gt1.iter_mut())
+            .chain(self.gt2.iter_mut())
+            .chain(self.eg.iter_mut())
+            .chain(self.split.iter_mut())
+    }
+
+    /// Sets every context from `table`, binary contexts' update counts capped at `cap`.
+    /// Layout (little-endian): `LRI1`, the number of binary contexts (u32), of count
+    /// models (u32) and of symbols per model (u32); per binary context in the order
+    /// "non-zero", "> 1", "> 2", Exp-Golomb, transform size: `P(1)` in 1/65536 (u16,
+    /// 0 = never used: left at its flat start) and its update count (u8); per count
+    /// model its counts (u16 each).
+    pub(crate) fn start_from(&mut self, table: &[u8], cap: u16) -> Result<()> {
+        let n_bits = self.zero.len() + self.gt1.len() + self.gt2.len() + self.eg.len() + 9;
+        let syms = B * B + 1;
+        let want = 16 + 3 * n_bits + 2 * syms * self.counts.len();
+        let word =
+            |o: usize| u32::from_le_bytes([table[o], table[o + 1], table[o + 2], table[o + 3]]);
+        if table.len() != want
+            || &table[..4] != INIT_MAGIC
+            || word(4) as usize != n_bits
+            || word(8) as usize != self.counts.len()
+            || word(12) as usize != syms
+        {
+            return Err(bad(format!(
+                "context table of {} bytes does not fit this coder ({want} bytes expected)",
+                table.len()
+            )));
+        }
+        let mut o = 16;
+        for ctx in self.binary_contexts() {
+            let p = u16::from_le_bytes([table[o], table[o + 1]]);
+            if p != 0 {
+                *ctx = Ctx {
+                    p: u32::from(p) << (P_BITS - 16),
+                    n: u16::from(table[o + 2]).min(cap),
+                };
+            }
+            o += 3;
+        }
+        for m in &mut self.counts {
+            let c: Vec<u32> = (0..syms)
+                .map(|k| u32::from(u16::from_le_bytes([table[o + 2 * k], table[o + 2 * k + 1]])))
+                .collect();
+            o += 2 * syms;
+            *m = AdaptiveFrequency::with_counts(&c, 32).map_err(ent)?;
+        }
+        Ok(())
+    }
+
+    /// The contexts as they stand, as a table for [`Scan2::start_from`] (update counts
+    /// capped at 255; a context never updated is written as unused).
+    pub(crate) fn table(&mut self) -> Vec<u8> {
+        let n_models = self.counts.len();
+        let mut out = INIT_MAGIC.to_vec();
+        let mut bits = Vec::new();
+        for ctx in self.binary_contexts() {
+            let p = if ctx.n == 0 { 0 } else { ctx.p1() };
+            bits.extend_from_slice(&p.to_le_bytes());
+            bits.push(ctx.n.min(255) as u8);
+        }
+        for v in [bits.len() / 3, n_models, B * B + 1] {
+            out.extend_from_slice(&(v as u32).to_le_bytes());
+        }
+        out.extend_from_slice(&bits);
+        for m in &self.counts {
+            for &c in m.counts() {
+                out.extend_from_slice(&(c.min(u32::from(u16::MAX)) as u16).to_le_bytes());
+            }
+        }
+        out
+    }
+
     pub(crate) fn new(comps: usize, w: usize, h: usize, dq: bool) -> Result<Self> {
         let (bw, bh) = (w.div_ceil(B), h.div_ceil(B));
         let n = comps * bw * bh;
@@ -682,6 +774,25 @@ mod tests {
                 .sum();
             assert!((direct - e).abs() < 1e-9);
         }
+    }
+
+    /// The built-in context table fits the coder and survives a write-read round trip
+    /// byte for byte; a table of another shape is a named error.
+    #[test]
+    fn the_learned_context_table_fits() {
+        let mut scan = Scan2::new(3, 4 * B, 2 * B, true).unwrap();
+        scan.start_from(INIT_TABLE, u16::MAX).unwrap();
+        assert!(scan.table() == INIT_TABLE);
+        let used = scan.zero.iter().filter(|c| c.n > 0).count();
+        assert!(used > 1000, "{used} of {} used", scan.zero.len());
+        scan.start_learned().unwrap();
+        assert!(scan.zero.iter().all(|c| c.n <= INIT_N));
+        let e = scan
+            .start_from(&INIT_TABLE[..INIT_TABLE.len() - 1], INIT_N)
+            .unwrap_err();
+        assert!(e.to_string().contains("does not fit"), "{e}");
+        let mut flat = Scan2::new(1, B, B, false).unwrap();
+        assert!(flat.start_from(INIT_TABLE, INIT_N).is_err());
     }
 
     #[test]
